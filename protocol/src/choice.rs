@@ -1,0 +1,1 @@
+//! Deterministic choice function (being written).

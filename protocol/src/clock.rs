@@ -1,0 +1,1 @@
+//! Clock offset and drift estimation (being written).

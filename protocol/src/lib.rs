@@ -1,0 +1,35 @@
+//! Sans-IO core of Autoharmonize: every rule that all members of a room must
+//! apply identically, as pure logic.
+//!
+//! This crate contains no networking code, spawns no threads and never reads a
+//! clock: every input carries `now` (the caller's monotonic [`LocalTime`]),
+//! datagrams come in as bytes and go out as [`member::Transmit`]s, and
+//! randomness comes from seeds chosen by the caller. That is what lets the
+//! simulation in `tests/` run dozens of members with lossy links and drifting
+//! clocks deterministically, and what lets the node daemon and the controller
+//! share one implementation of the protocol.
+//!
+//! Modules, from the vocabulary up:
+//! - [`ids`], [`time`]: identifiers and integer time.
+//! - [`event`]: what a vote can ask for.
+//! - [`transport`]: per-channel play state and exact position math.
+//! - [`choice`]: the deterministic choice function over one round's votes.
+//! - [`clock`]: NTP-style offset and drift estimation.
+//! - [`wire`]: the datagram format (postcard, bounded, versioned).
+//! - [`member`]: the state machine of one member (rounds, election, sealing,
+//!   commit, membership, state transfer).
+//!
+//! The protocol itself is specified in `docs/protocol.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod choice;
+pub mod clock;
+pub mod event;
+pub mod ids;
+pub mod time;
+pub mod transport;
+
+pub use ids::{BootId, Channel, MemberId, Round, RoomId, Term};
+pub use time::{LocalTime, MeshTime, Nanos};
