@@ -5,13 +5,16 @@
 //! vote changes nothing. A member casts at most one event per round; further
 //! events wait in its local queue (see `member`).
 
+use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Channel, MemberId};
 use crate::transport::{Frames, Gain};
 
 /// One control action on a channel or on All.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, MaxSize,
+)]
 pub enum Event {
     /// Start (or keep) playing from the current position.
     Play {
@@ -57,7 +60,9 @@ impl Event {
 /// `seq` counts the member's votes since it joined the room (starting at 1);
 /// the room remembers the highest applied `seq` per member, so a vote is
 /// applied at most once however often it is relayed or replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, MaxSize,
+)]
 pub struct Vote {
     /// Who cast it.
     pub member: MemberId,

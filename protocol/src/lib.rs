@@ -28,8 +28,11 @@ pub mod choice;
 pub mod clock;
 pub mod event;
 pub mod ids;
+pub mod member;
+pub mod membership;
 pub mod time;
 pub mod transport;
+pub mod wire;
 
-pub use ids::{BootId, Channel, MemberId, Round, RoomId, Term};
+pub use ids::{BootId, Channel, MemberId, RoomId, Round, Term};
 pub use time::{LocalTime, MeshTime, Nanos};

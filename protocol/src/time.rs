@@ -6,6 +6,7 @@
 //! everyone else). Positions in the media are `Frames` at the fixed timeline
 //! rate, converted from mesh durations with exact integer arithmetic.
 
+use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds per second.
@@ -13,19 +14,52 @@ pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// A member's own monotonic clock, in nanoseconds from an arbitrary origin.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    MaxSize,
 )]
 pub struct LocalTime(pub u64);
 
 /// The room's shared clock, in nanoseconds from the room's arbitrary origin.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    MaxSize,
 )]
 pub struct MeshTime(pub u64);
 
 /// A span of time in nanoseconds (either clock).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    MaxSize,
 )]
 pub struct Nanos(pub u64);
 

@@ -1,1 +1,3 @@
 //! Test support for Autoharmonize (deterministic simulation).
+
+pub mod sim;

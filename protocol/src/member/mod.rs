@@ -1,0 +1,1603 @@
+//! The state machine of one member of a room.
+//!
+//! A [`Member`] is driven entirely by its caller, in the quinn-proto style:
+//!
+//! - **Inputs**: [`Member::handle_datagram`] for every datagram received,
+//!   [`Member::handle_timeout`] when the instant from `poll_timeout` passes,
+//!   [`Member::cast`] when a person asks for something, and
+//!   [`Member::leave`] before shutting down.
+//! - **Outputs**, polled after every input until they return `None`:
+//!   [`Member::poll_transmit`] (datagrams to send), [`Member::poll_event`]
+//!   (decisions and changes to act on), then [`Member::poll_timeout`] (when
+//!   to call `handle_timeout` next).
+//! - **Observation**: [`Member::status`], [`Member::transport`],
+//!   [`Member::mesh_time`].
+//!
+//! Every input carries `now`, the caller's monotonic [`LocalTime`]. The
+//! member never reads a clock and never draws randomness.
+//!
+//! How agreement holds (details in `docs/protocol.md`): a leader (the time
+//! reference) seals each round's votes into a log entry; an entry commits
+//! once a quorum of speakers holds it, and only committed entries are
+//! applied, each at the mesh instant `apply_at(round)`. Leaders are elected
+//! Raft-style with pre-vote and leader stickiness, preferring the
+//! longest-lived speaker. A side without a quorum cannot commit, so it keeps
+//! its last agreed state and reports itself read-only; a member that hears
+//! nobody for `solo_after` founds a room of its own; rooms that meet merge
+//! by [`crate::membership::room_wins`].
+
+mod election;
+mod replica;
+mod votes;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::clock::{ClockEstimator, ClockSample, MeshClock};
+use crate::event::{Event, Vote};
+use crate::ids::{BootId, Channel, MemberId, RoomId, Round, Term};
+use crate::membership::{View, room_wins};
+use crate::time::{LocalTime, MeshTime, Nanos};
+use crate::transport::{Gain, Transport};
+use crate::wire::{
+    Append, ClockReply, DecodeError, Entry, EntryId, Header, Heartbeat, JoinRequest, Leave,
+    MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS, MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS,
+    MemberInfo, Message, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot, SnapshotRequest, ViewChange,
+    VoteCast,
+};
+
+pub use replica::{Applied, Timing};
+pub use votes::MAX_QUEUED_VOTES;
+
+use election::Candidacy;
+use replica::{Accept, Replica};
+use votes::{OwnVotes, RelayPool};
+
+/// Tunables of a member. The defaults are the protocol's; a room works with
+/// members whose `timing` differs only because joiners adopt the room's.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Speaker or controller.
+    pub role: Role,
+    /// Stem this speaker plays (reported in the view).
+    pub stem: Option<u8>,
+    /// Channels of a room this member founds.
+    pub channels: u8,
+    /// Round timing of a room this member founds.
+    pub timing: Timing,
+    /// Leader silence after which the first-ranked follower campaigns
+    /// (each further rank waits one more heartbeat).
+    pub election_after: Nanos,
+    /// Silence after which the leader removes a member from the view.
+    pub evict_after: Nanos,
+    /// Silence from everyone after which a member founds a room of its own.
+    pub solo_after: Nanos,
+    /// How long a fresh member listens for an existing room before founding.
+    pub discover_for: Nanos,
+    /// How long an own vote may wait for a decision before it is dropped.
+    pub vote_ttl: Nanos,
+    /// Rounds between a leader's beacons to every known peer.
+    pub beacon_every: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let heartbeat = Nanos::from_millis(100);
+        Config {
+            role: Role::Speaker,
+            stem: None,
+            channels: 4,
+            timing: Timing {
+                heartbeat,
+                apply_delay: Nanos::from_millis(150),
+            },
+            election_after: Nanos::from_millis(300),
+            evict_after: Nanos::from_millis(600),
+            solo_after: Nanos::from_secs(10),
+            discover_for: Nanos::from_millis(1000),
+            vote_ttl: Nanos::from_secs(2),
+            beacon_every: 2,
+        }
+    }
+}
+
+/// Where a datagram goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// One member, by id (the shell knows its address from past datagrams
+    /// or discovery).
+    Member(MemberId),
+    /// Several members.
+    Members(Vec<MemberId>),
+    /// Every peer the shell knows of, member or not (discovery results and
+    /// static peers): used by joiners and by leaders' beacons.
+    Everyone,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: Dest,
+    /// The encoded datagram.
+    pub payload: Vec<u8>,
+}
+
+/// Something the shell may need to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A round was committed; its effect starts at `applied.apply_at`.
+    Decided(Box<Applied>),
+    /// The committed state was replaced by a snapshot (joining, merging or
+    /// catching up after a gap).
+    StateReplaced {
+        /// The room.
+        room: RoomId,
+        /// Its committed tip.
+        commit: EntryId,
+    },
+    /// An own vote was decided (applied in the given round's decision).
+    VoteDecided {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// An own vote was dropped without a decision.
+    VoteDropped {
+        /// Its sequence number.
+        seq: u32,
+        /// Why.
+        reason: DropReason,
+    },
+    /// This member now belongs to `room` (founded or joined).
+    RoomChanged {
+        /// The room.
+        room: RoomId,
+    },
+    /// The leader (time reference) changed.
+    LeaderChanged {
+        /// The new leader, if one is known.
+        leader: Option<MemberId>,
+    },
+}
+
+/// Why an own vote was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not decided within `vote_ttl` (no quorum reachable).
+    Expired,
+    /// This member moved to another room.
+    RoomChanged,
+}
+
+/// Why a vote was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CastError {
+    /// Not a member of any room yet; retry once joined.
+    #[error("not in a room yet")]
+    NotJoined,
+    /// This member's side has no quorum: it keeps playing the last agreed
+    /// state and accepts no changes until the partition heals.
+    #[error("read-only: no majority of the room is reachable")]
+    ReadOnly,
+    /// Too many votes waiting; retry once some are decided.
+    #[error("too many votes pending ({MAX_QUEUED_VOTES})")]
+    QueueFull,
+    /// The event names a channel the track does not have, or a bad value.
+    #[error("invalid event: {0}")]
+    Invalid(&'static str),
+}
+
+/// Counters of what arrived and what was done with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams handed to `handle_datagram`.
+    pub received: u64,
+    /// Dropped: could not be decoded.
+    pub malformed: u64,
+    /// Dropped: another format version.
+    pub wrong_version: u64,
+    /// Dropped: larger than a datagram may be.
+    pub oversized: u64,
+    /// Dropped: from an older term, another room, or otherwise out of date.
+    pub stale: u64,
+    /// Dropped: claimed to come from this member.
+    pub self_sent: u64,
+    /// Snapshots installed.
+    pub snapshots_installed: u64,
+    /// Elections this member started (real campaigns, not pre-votes).
+    pub campaigns: u64,
+    /// Rounds this member sealed as leader.
+    pub sealed: u64,
+    /// Entries committed.
+    pub committed: u64,
+    /// Own votes dropped undecided.
+    pub votes_dropped: u64,
+    /// Events discarded because the caller did not poll them in time.
+    pub events_overflowed: u64,
+}
+
+/// A snapshot of what a member knows, for status pages and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This member.
+    pub id: MemberId,
+    /// Its incarnation.
+    pub boot: BootId,
+    /// Its role.
+    pub role: Role,
+    /// Its room.
+    pub room: Option<RoomId>,
+    /// Current term.
+    pub term: Term,
+    /// The leader it follows (or itself).
+    pub leader: Option<MemberId>,
+    /// Current round on its mesh clock.
+    pub round: Option<Round>,
+    /// Committed tip.
+    pub commit: EntryId,
+    /// Digest of the committed state.
+    pub digest: u64,
+    /// The committed view.
+    pub view: Vec<MemberInfo>,
+    /// Whether it can currently get votes decided.
+    pub writable: bool,
+    /// Bound on its mesh clock error (zero for the reference).
+    pub clock_error: Option<Nanos>,
+    /// Own votes queued or in flight.
+    pub pending_votes: usize,
+    /// Counters.
+    pub counters: Counters,
+}
+
+/// Bound on queued outputs; a caller that never polls loses the oldest.
+const MAX_OUTPUTS: usize = 4096;
+
+#[derive(Debug)]
+enum Phase {
+    /// Looking for a room to join (fresh, or leaving a losing room).
+    Seeking {
+        since: LocalTime,
+        target: Option<(RoomId, MemberId)>,
+        last_request: Option<LocalTime>,
+        /// A lower-id member also seeking: let it found the room.
+        defer_to_lower: Option<LocalTime>,
+    },
+    /// In a room.
+    Member,
+}
+
+#[derive(Debug)]
+enum Role2 {
+    Follower,
+    Candidate(Candidacy),
+    Leader(LeaderState),
+}
+
+#[derive(Debug, Default)]
+struct LeaderState {
+    /// Highest round each member is known to hold in our term.
+    matched: BTreeMap<MemberId, Round>,
+    /// Whether an entry of our term has committed (required before view
+    /// changes, as in Raft).
+    committed_in_term: bool,
+    /// Members that said goodbye, to remove.
+    leaving: VecDeque<MemberId>,
+    /// Members asking to join: info and the clock sample for their snapshot.
+    joining: BTreeMap<MemberId, (MemberInfo, LocalTime, MeshTime)>,
+    /// Members admitted whose snapshot is still to be sent.
+    admitted: Vec<MemberId>,
+    /// Last round sealed.
+    sealed: Option<Round>,
+    /// Last beacon sent directly to a stranger, to rate-limit.
+    stranger_beacons: BTreeMap<MemberId, LocalTime>,
+}
+
+/// Parts of a snapshot being assembled.
+#[derive(Debug)]
+struct Assembly {
+    from: MemberId,
+    commit: EntryId,
+    digest: u64,
+    parts: [Option<Snapshot>; MAX_SNAPSHOT_PARTS],
+}
+
+/// One member of a room. See the module documentation for the call order.
+#[derive(Debug)]
+pub struct Member {
+    id: MemberId,
+    boot: BootId,
+    cfg: Config,
+    phase: Phase,
+    replica: Option<Replica>,
+    term: Term,
+    voted_for: Option<MemberId>,
+    leader: Option<MemberId>,
+    role: Role2,
+    /// Mapping from our clock to mesh time; frozen while we lead.
+    clock: Option<MeshClock>,
+    estimator: ClockEstimator,
+    /// Mesh time never runs backwards for this member.
+    last_mesh: MeshTime,
+    last_tick: Option<LocalTime>,
+    last_leader_contact: LocalTime,
+    last_any_contact: LocalTime,
+    /// Last time each peer was heard directly, and by others' evidence.
+    heard: BTreeMap<MemberId, LocalTime>,
+    /// Round in which we last sent our heartbeat.
+    heartbeat_round: Option<Round>,
+    last_snapshot_request: Option<LocalTime>,
+    assembly: Option<Assembly>,
+    own: OwnVotes,
+    relay: RelayPool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MemberEvent>,
+    counters: Counters,
+}
+
+impl Member {
+    /// A fresh member that will look for a room, founding one if none
+    /// answers within `discover_for`.
+    #[must_use]
+    pub fn new(id: MemberId, boot: BootId, cfg: Config, now: LocalTime) -> Member {
+        Member {
+            id,
+            boot,
+            cfg,
+            phase: Phase::Seeking {
+                since: now,
+                target: None,
+                last_request: None,
+                defer_to_lower: None,
+            },
+            replica: None,
+            term: Term(0),
+            voted_for: None,
+            leader: None,
+            role: Role2::Follower,
+            clock: None,
+            estimator: ClockEstimator::new(),
+            last_mesh: MeshTime(0),
+            last_tick: None,
+            last_leader_contact: now,
+            last_any_contact: now,
+            heard: BTreeMap::new(),
+            heartbeat_round: None,
+            last_snapshot_request: None,
+            assembly: None,
+            own: OwnVotes::default(),
+            relay: RelayPool::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    // ----- observation -------------------------------------------------
+
+    /// This member's id.
+    #[must_use]
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// Mesh time at local instant `now`, once the clock is known.
+    #[must_use]
+    pub fn mesh_time(&self, now: LocalTime) -> Option<MeshTime> {
+        self.clock.map(|c| c.to_mesh(now).max(self.last_mesh))
+    }
+
+    /// The committed transport state (its anchors may lie in the future:
+    /// a decision takes effect at its `apply_at`).
+    #[must_use]
+    pub fn transport(&self) -> Option<&Transport> {
+        self.replica.as_ref().map(|r| &r.transport)
+    }
+
+    /// The room's timing, once in a room.
+    #[must_use]
+    pub fn timing(&self) -> Timing {
+        self.replica.as_ref().map_or(self.cfg.timing, |r| r.timing)
+    }
+
+    /// Whether an own vote touching `channel` is waiting for a decision.
+    #[must_use]
+    pub fn is_pending(&self, channel: Channel) -> bool {
+        self.own.pending_on(channel)
+    }
+
+    /// Whether this member currently leads its room.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role2::Leader(_))
+    }
+
+    /// What this member knows, at local instant `now`.
+    #[must_use]
+    pub fn status(&self, now: LocalTime) -> Status {
+        let r = self.replica.as_ref();
+        Status {
+            id: self.id,
+            boot: self.boot,
+            role: self.cfg.role,
+            room: self.room(),
+            term: self.term,
+            leader: self.leader,
+            round: self.mesh_time(now).map(|t| self.timing().round_at(t)),
+            commit: r.map(|r| r.commit).unwrap_or_default(),
+            digest: r.map_or(0, |r| r.digest),
+            view: r.map(|r| r.view.members().to_vec()).unwrap_or_default(),
+            writable: self.writable(now),
+            clock_error: if self.is_leader() {
+                Some(Nanos(0))
+            } else {
+                self.estimator.error_bound()
+            },
+            pending_votes: self.own.len(),
+            counters: self.counters,
+        }
+    }
+
+    fn room(&self) -> Option<RoomId> {
+        match self.phase {
+            Phase::Member => self.replica.as_ref().map(|r| r.room),
+            Phase::Seeking { .. } => None,
+        }
+    }
+
+    /// Whether votes cast now can be decided: in a room, following a leader
+    /// heard recently (or leading with a quorum in reach).
+    fn writable(&self, now: LocalTime) -> bool {
+        if !matches!(self.phase, Phase::Member) || self.leader.is_none() {
+            return false;
+        }
+        match &self.role {
+            Role2::Leader(_) => self.quorum_heard(now),
+            _ => now.since(self.last_leader_contact) < self.cfg.election_after,
+        }
+    }
+
+    // ----- outputs -----------------------------------------------------
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event to act on.
+    pub fn poll_event(&mut self) -> Option<MemberEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next: twice per round, at the
+    /// round boundary and half-way through it.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<LocalTime> {
+        let Some(clock) = self.clock else {
+            // Without a mesh clock, tick on our own clock.
+            let hb = self.cfg.timing.heartbeat.0 / 2;
+            return Some(self.last_tick.unwrap_or_default().plus(Nanos(hb)));
+        };
+        let half = (self.timing().heartbeat.0 / 2).max(1);
+        let mesh = self.last_mesh;
+        let next = MeshTime((mesh.0 / half + 1) * half);
+        Some(clock.to_local(next))
+    }
+
+    fn push_transmit(&mut self, dest: Dest, msg: &Message) {
+        if let Dest::Members(ref m) = dest
+            && m.is_empty()
+        {
+            return;
+        }
+        if self.transmits.len() >= MAX_OUTPUTS {
+            self.transmits.pop_front();
+        }
+        self.transmits.push_back(Transmit {
+            dest,
+            payload: msg.encode(),
+        });
+    }
+
+    fn push_event(&mut self, event: MemberEvent) {
+        if self.events.len() >= MAX_OUTPUTS {
+            self.events.pop_front();
+            self.counters.events_overflowed += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            from: self.id,
+            boot: self.boot,
+            role: self.cfg.role,
+            room: self.room(),
+            term: self.term,
+        }
+    }
+
+    /// Every other member of our view.
+    fn others(&self) -> Vec<MemberId> {
+        self.replica.as_ref().map_or_else(Vec::new, |r| {
+            r.log_view()
+                .members()
+                .iter()
+                .map(|m| m.id)
+                .filter(|&id| id != self.id)
+                .collect()
+        })
+    }
+
+    // ----- inputs: votes and leaving -----------------------------------
+
+    /// Casts an event. It is queued (one in flight at a time) and decided
+    /// in a later round; watch for [`MemberEvent::VoteDecided`].
+    pub fn cast(&mut self, now: LocalTime, event: Event) -> Result<u32, CastError> {
+        let Some(r) = self
+            .replica
+            .as_ref()
+            .filter(|_| matches!(self.phase, Phase::Member))
+        else {
+            return Err(CastError::NotJoined);
+        };
+        if let Channel::Stem(i) = event.channel()
+            && usize::from(i) >= r.transport.channel_count()
+        {
+            return Err(CastError::Invalid("no such channel"));
+        }
+        if let Event::Volume { gain, .. } = event
+            && gain > Gain::MAX
+        {
+            return Err(CastError::Invalid("volume above 100"));
+        }
+        if !self.writable(now) {
+            return Err(CastError::ReadOnly);
+        }
+        let vote = self.own.push(self.id, event).ok_or(CastError::QueueFull)?;
+        self.send_head_vote(now);
+        Ok(vote.seq)
+    }
+
+    /// Sends the own in-flight vote at once if it just became the head.
+    fn send_head_vote(&mut self, now: LocalTime) {
+        if let Some((vote, true)) = self.own.head(now) {
+            let msg = Message::VoteCast(VoteCast {
+                hdr: self.header(),
+                vote,
+            });
+            let dest = Dest::Members(self.others());
+            self.push_transmit(dest, &msg);
+        }
+    }
+
+    /// Says goodbye to the room, so peers drop this member at once instead
+    /// of waiting for the failure detector. Call before exiting.
+    pub fn leave(&mut self, _now: LocalTime) {
+        if !matches!(self.phase, Phase::Member) {
+            return;
+        }
+        let msg = Message::Leave(Leave { hdr: self.header() });
+        let dest = Dest::Members(self.others());
+        self.push_transmit(dest, &msg);
+    }
+
+    // ----- inputs: datagrams -------------------------------------------
+
+    /// Handles one received datagram. Anything malformed, stale or
+    /// unexpected is counted and dropped; nothing here panics.
+    pub fn handle_datagram(&mut self, now: LocalTime, bytes: &[u8]) {
+        self.counters.received += 1;
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                match e {
+                    DecodeError::Version(_) => self.counters.wrong_version += 1,
+                    DecodeError::Oversized(_) => self.counters.oversized += 1,
+                    DecodeError::Empty | DecodeError::Malformed => self.counters.malformed += 1,
+                }
+                return;
+            }
+        };
+        let hdr = *msg.header();
+        if hdr.from == self.id {
+            self.counters.self_sent += 1;
+            return;
+        }
+        self.last_any_contact = now;
+        self.note_heard(hdr.from, now);
+        match msg {
+            Message::Heartbeat(h) => self.on_heartbeat(now, h),
+            Message::Append(a) => self.on_append(now, a),
+            Message::VoteCast(v) => self.on_vote(v),
+            Message::ClockReply(c) => self.on_clock_reply(now, c),
+            Message::JoinRequest(j) => self.on_join_request(now, j),
+            Message::Snapshot(s) => self.on_snapshot(now, s),
+            Message::SnapshotRequest(s) => self.on_snapshot_request(now, s),
+            Message::Campaign(c) => self.on_campaign(now, c),
+            Message::Ballot(b) => self.on_ballot(now, b),
+            Message::Leave(l) => self.on_leave(now, l),
+        }
+    }
+
+    fn note_heard(&mut self, from: MemberId, now: LocalTime) {
+        if self.heard.len() >= 2 * MAX_MEMBERS && !self.heard.contains_key(&from) {
+            // Keep the map bounded: forget the peer silent the longest.
+            if let Some((&oldest, _)) = self.heard.iter().min_by_key(|&(_, &t)| t) {
+                self.heard.remove(&oldest);
+            }
+        }
+        let t = self.heard.entry(from).or_insert(now);
+        *t = (*t).max(now);
+    }
+
+    /// Whether `hdr` comes from our room (and we are in one).
+    fn same_room(&self, hdr: &Header) -> bool {
+        matches!(self.phase, Phase::Member) && hdr.room.is_some() && hdr.room == self.room()
+    }
+
+    /// A message of our room with a newer term: adopt it and follow.
+    fn observe_term(&mut self, now: LocalTime, term: Term) {
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            if !matches!(self.role, Role2::Follower) || self.leader.is_some() {
+                self.become_follower(now, None);
+            }
+        }
+    }
+
+    fn become_follower(&mut self, now: LocalTime, leader: Option<MemberId>) {
+        let was_leader = self.is_leader();
+        self.role = Role2::Follower;
+        if self.leader != leader {
+            self.leader = leader;
+            if leader.is_some() && !was_leader {
+                // A new time reference: restart the estimate, keep using the
+                // old mapping until the new one has samples.
+                self.estimator.reset();
+            }
+            self.push_event(MemberEvent::LeaderChanged { leader });
+        }
+        if leader.is_some() {
+            self.last_leader_contact = now;
+        }
+    }
+
+    fn on_heartbeat(&mut self, now: LocalTime, h: Heartbeat) {
+        if !self.same_room(&h.hdr) {
+            self.on_foreign(now, &h);
+            return;
+        }
+        self.observe_term(now, h.hdr.term);
+        self.take_votes(&h.votes);
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let in_view = r.log_view().get(h.hdr.from).is_some();
+        let epoch_matches = h.view_epoch == r.view_epoch;
+        let view_ids: Vec<MemberId> = r.view.members().iter().map(|m| m.id).collect();
+        let mismatch = r.digest_at(h.commit).is_some_and(|d| d != h.digest);
+        if h.leader == Some(h.hdr.from) && h.hdr.term >= self.term && self.leader.is_none() {
+            // A leader's beacon of our own room while we have no leader: we
+            // were probably evicted while cut off. Ask to come back.
+            if !in_view || now.since(self.last_leader_contact) >= self.cfg.election_after {
+                self.request_join(now, h.hdr.from, h.hdr.room);
+            }
+        }
+        let Role2::Leader(ls) = &mut self.role else {
+            return;
+        };
+        if h.hdr.term == self.term && h.last.term == self.term {
+            let m = ls.matched.entry(h.hdr.from).or_insert(h.last.round);
+            *m = (*m).max(h.last.round);
+        }
+        if epoch_matches {
+            // Others' evidence that members are alive (Lifeguard-style:
+            // never evict someone a peer still hears).
+            let evidence = now
+                .since(LocalTime(0))
+                .0
+                .saturating_sub(self.cfg.timing.heartbeat.0);
+            for (i, id) in view_ids.iter().enumerate().take(64) {
+                if h.heard & (1u64 << i) != 0 && *id != self.id {
+                    let t = self.heard.entry(*id).or_insert(LocalTime(evidence));
+                    *t = (*t).max(LocalTime(evidence));
+                }
+            }
+        }
+        let t2 = self.mesh_time(now).unwrap_or_default();
+        let reply = Message::ClockReply(ClockReply {
+            hdr: self.header(),
+            t1: h.sent_at,
+            t2,
+            t3: t2,
+        });
+        self.push_transmit(Dest::Member(h.hdr.from), &reply);
+        if !in_view {
+            // Someone of our room we no longer count: tell it who leads.
+            self.beacon_to_stranger(now, h.hdr.from);
+        } else if mismatch {
+            self.send_snapshot(now, h.hdr.from, h.sent_at, t2);
+        }
+        self.try_commit(now);
+    }
+
+    /// A heartbeat from another room (or from a member with no room).
+    fn on_foreign(&mut self, now: LocalTime, h: &Heartbeat) {
+        let Some(their_room) = h.hdr.room else {
+            return;
+        };
+        let from_leader = h.leader == Some(h.hdr.from);
+        match self.phase {
+            Phase::Seeking { target, .. } => {
+                if from_leader {
+                    let better = target.is_none_or(|(room, _)| room == their_room);
+                    if better {
+                        self.request_join(now, h.hdr.from, Some(their_room));
+                    }
+                }
+            }
+            Phase::Member => {
+                let Some(r) = self.replica.as_ref() else {
+                    return;
+                };
+                let mine = (r.view.speaker_count(), r.room);
+                let theirs = (usize::from(h.room_size), their_room);
+                if from_leader && room_wins(theirs, mine) && self.cfg.role == Role::Speaker
+                    || from_leader && self.cfg.role == Role::Controller && room_wins(theirs, mine)
+                {
+                    // Merge: leave our room and join theirs.
+                    let msg = Message::Leave(Leave { hdr: self.header() });
+                    let dest = Dest::Members(self.others());
+                    self.push_transmit(dest, &msg);
+                    self.phase = Phase::Seeking {
+                        since: now,
+                        target: Some((their_room, h.hdr.from)),
+                        last_request: None,
+                        defer_to_lower: None,
+                    };
+                    self.role = Role2::Follower;
+                    self.leader = None;
+                    self.request_join(now, h.hdr.from, Some(their_room));
+                } else if self.is_leader() && room_wins(mine, theirs) {
+                    self.beacon_to_stranger(now, h.hdr.from);
+                }
+                self.counters.stale += 1;
+            }
+        }
+    }
+
+    fn request_join(&mut self, now: LocalTime, to: MemberId, room: Option<RoomId>) {
+        if let Phase::Seeking { last_request, .. } = &mut self.phase {
+            if last_request.is_some_and(|t| now.since(t) < Nanos::from_millis(100)) {
+                return;
+            }
+            *last_request = Some(now);
+        }
+        let mut hdr = self.header();
+        hdr.room = room;
+        let msg = Message::JoinRequest(JoinRequest {
+            hdr,
+            sent_at: now,
+            stem: self.cfg.stem,
+        });
+        self.push_transmit(Dest::Member(to), &msg);
+    }
+
+    fn beacon_to_stranger(&mut self, now: LocalTime, to: MemberId) {
+        let Role2::Leader(ls) = &mut self.role else {
+            return;
+        };
+        if ls
+            .stranger_beacons
+            .get(&to)
+            .is_some_and(|&t| now.since(t) < self.cfg.timing.heartbeat)
+        {
+            return;
+        }
+        if ls.stranger_beacons.len() >= MAX_MEMBERS {
+            ls.stranger_beacons.clear();
+        }
+        ls.stranger_beacons.insert(to, now);
+        let hb = self.heartbeat_msg(now);
+        self.push_transmit(Dest::Member(to), &hb);
+    }
+
+    fn take_votes(&mut self, votes: &[Vote]) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let view = r.log_view();
+        for v in votes {
+            if v.member == self.id {
+                continue;
+            }
+            if let Some(m) = view.get(v.member) {
+                let applied = r.sealed_seq(m.id).max(m.last_seq);
+                let applied = if self.is_leader() {
+                    applied
+                } else {
+                    m.last_seq
+                };
+                self.relay.offer(*v, applied, MAX_MEMBERS);
+            }
+        }
+    }
+
+    fn on_vote(&mut self, v: VoteCast) {
+        if self.same_room(&v.hdr) && v.vote.member == v.hdr.from {
+            self.take_votes(&[v.vote]);
+        } else {
+            self.counters.stale += 1;
+        }
+    }
+
+    fn on_append(&mut self, now: LocalTime, a: Append) {
+        if !self.same_room(&a.hdr) {
+            self.counters.stale += 1;
+            return;
+        }
+        if a.hdr.term < self.term {
+            // A deposed leader: our heartbeat shows it the newer term.
+            self.counters.stale += 1;
+            let hb = self.heartbeat_msg(now);
+            self.push_transmit(Dest::Member(a.hdr.from), &hb);
+            return;
+        }
+        if a.hdr.term == self.term && self.is_leader() {
+            self.counters.stale += 1; // two leaders in one term cannot happen
+            return;
+        }
+        if a.hdr.term > self.term {
+            self.term = a.hdr.term;
+            self.voted_for = None;
+        }
+        if self.leader != Some(a.hdr.from) || !matches!(self.role, Role2::Follower) {
+            self.become_follower(now, Some(a.hdr.from));
+        }
+        self.last_leader_contact = now;
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let before = r.last();
+        let outcome = r.accept(a.prev, &a.entries);
+        match outcome {
+            Accept::Gap => self.request_snapshot(now, a.hdr.from),
+            Accept::Invalid => self.counters.malformed += 1,
+            Accept::Ok => {}
+        }
+        self.commit_to(now, a.commit);
+        let r = self.replica.as_ref().expect("checked above");
+        let diverged = r.commit == a.commit && r.digest != a.digest;
+        let changed = r.last() != before;
+        if diverged {
+            self.request_snapshot(now, a.hdr.from);
+        }
+        // Acknowledge at once so the leader can commit within the round.
+        let round = self.current_round(now);
+        if changed || self.heartbeat_round != round {
+            self.send_heartbeat(now);
+        }
+    }
+
+    fn request_snapshot(&mut self, now: LocalTime, to: MemberId) {
+        if self
+            .last_snapshot_request
+            .is_some_and(|t| now.since(t) < self.cfg.timing.heartbeat)
+        {
+            return;
+        }
+        self.last_snapshot_request = Some(now);
+        let msg = Message::SnapshotRequest(SnapshotRequest {
+            hdr: self.header(),
+            sent_at: now,
+        });
+        self.push_transmit(Dest::Member(to), &msg);
+    }
+
+    fn on_clock_reply(&mut self, now: LocalTime, c: ClockReply) {
+        if self.leader != Some(c.hdr.from) || self.is_leader() {
+            return;
+        }
+        self.add_clock_sample(ClockSample {
+            t1: c.t1,
+            t2: c.t2,
+            t3: c.t3,
+            t4: now,
+        });
+    }
+
+    fn add_clock_sample(&mut self, s: ClockSample) {
+        if self.estimator.add(s)
+            && (self.estimator.sample_count() >= 4 || self.clock.is_none())
+            && let Some(m) = self.estimator.mapping()
+        {
+            self.clock = Some(m);
+        }
+    }
+
+    fn on_join_request(&mut self, now: LocalTime, j: JoinRequest) {
+        if let Phase::Seeking { defer_to_lower, .. } = &mut self.phase {
+            // Two fresh members: the lower id founds, the other joins it.
+            if j.hdr.room.is_none() && j.hdr.from < self.id && j.hdr.role == Role::Speaker {
+                *defer_to_lower = Some(now);
+            }
+            return;
+        }
+        let t2 = self.mesh_time(now).unwrap_or_default();
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let known = r
+            .log_view()
+            .get(j.hdr.from)
+            .is_some_and(|m| m.boot == j.hdr.boot);
+        let Role2::Leader(ls) = &mut self.role else {
+            return;
+        };
+        if known {
+            // Already in: it only needs the state.
+            self.send_snapshot(now, j.hdr.from, j.sent_at, t2);
+            return;
+        }
+        if ls.joining.len() < MAX_MEMBERS || ls.joining.contains_key(&j.hdr.from) {
+            let info = MemberInfo {
+                id: j.hdr.from,
+                boot: j.hdr.boot,
+                role: j.hdr.role,
+                stem: j.stem,
+                last_seq: 0,
+            };
+            ls.joining.insert(j.hdr.from, (info, j.sent_at, t2));
+        }
+    }
+
+    fn on_snapshot_request(&mut self, now: LocalTime, s: SnapshotRequest) {
+        if !self.same_room(&s.hdr) || !self.is_leader() {
+            return;
+        }
+        let t2 = self.mesh_time(now).unwrap_or_default();
+        self.send_snapshot(now, s.hdr.from, s.sent_at, t2);
+    }
+
+    fn send_snapshot(&mut self, now: LocalTime, to: MemberId, t1: LocalTime, t2: MeshTime) {
+        let t3 = self.mesh_time(now).unwrap_or_default();
+        let hdr = self.header();
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let members = r.view.members();
+        let parts = members.len().div_ceil(SNAPSHOT_MEMBERS_PER_PART).max(1);
+        let mut msgs = Vec::with_capacity(parts);
+        for part in 0..parts {
+            let chunk = members
+                .iter()
+                .skip(part * SNAPSHOT_MEMBERS_PER_PART)
+                .take(SNAPSHOT_MEMBERS_PER_PART);
+            let mut slice = heapless::Vec::new();
+            for m in chunk {
+                let _ = slice.push(*m); // take() bounds it to the capacity
+            }
+            msgs.push(Message::Snapshot(Snapshot {
+                hdr,
+                commit: r.commit,
+                digest: r.digest,
+                view_epoch: r.view_epoch,
+                heartbeat: r.timing.heartbeat,
+                apply_delay: r.timing.apply_delay,
+                part: u8::try_from(part).unwrap_or(u8::MAX),
+                parts: u8::try_from(parts).unwrap_or(u8::MAX),
+                members: slice,
+                transport: r.transport.clone(),
+                t1,
+                t2,
+                t3,
+            }));
+        }
+        for m in msgs {
+            self.push_transmit(Dest::Member(to), &m);
+        }
+    }
+
+    fn on_snapshot(&mut self, now: LocalTime, s: Snapshot) {
+        let Some(room) = s.hdr.room else {
+            return;
+        };
+        let acceptable = match self.phase {
+            Phase::Seeking { target, .. } => target.is_none_or(|(t, _)| t == room),
+            Phase::Member => {
+                self.room() == Some(room)
+                    && s.hdr.term >= self.term
+                    && self
+                        .replica
+                        .as_ref()
+                        .is_none_or(|r| s.commit.round > r.commit.round || s.digest != r.digest)
+            }
+        };
+        let parts = usize::from(s.parts);
+        if !acceptable || parts == 0 || parts > MAX_SNAPSHOT_PARTS || s.part >= s.parts {
+            self.counters.stale += 1;
+            return;
+        }
+        let fresh = self
+            .assembly
+            .as_ref()
+            .is_none_or(|a| a.from != s.hdr.from || a.commit != s.commit || a.digest != s.digest);
+        if fresh {
+            self.assembly = Some(Assembly {
+                from: s.hdr.from,
+                commit: s.commit,
+                digest: s.digest,
+                parts: Default::default(),
+            });
+        }
+        let asm = self.assembly.as_mut().expect("set above");
+        let part = usize::from(s.part);
+        asm.parts[part] = Some(s);
+        if asm.parts.iter().take(parts).any(Option::is_none) {
+            return;
+        }
+        let asm = self.assembly.take().expect("checked above");
+        self.install(now, room, asm, parts);
+    }
+
+    fn install(&mut self, now: LocalTime, room: RoomId, asm: Assembly, parts: usize) {
+        let mut members: Vec<MemberInfo> = Vec::with_capacity(MAX_MEMBERS);
+        for p in asm.parts.iter().take(parts).flatten() {
+            members.extend(p.members.iter().copied());
+        }
+        let first = asm.parts[0].as_ref().expect("all parts present");
+        let view = View::from_members(&members);
+        let digest = Replica::digest_for(asm.commit, first.view_epoch, &view, &first.transport);
+        if digest != asm.digest || view.get(self.id).is_none() {
+            self.counters.stale += 1;
+            return;
+        }
+        let timing = Timing {
+            heartbeat: first.heartbeat,
+            apply_delay: first.apply_delay,
+        };
+        if timing.heartbeat.0 == 0 {
+            self.counters.malformed += 1;
+            return;
+        }
+        let (t1, t2, t3, term, leader) =
+            (first.t1, first.t2, first.t3, first.hdr.term, first.hdr.from);
+        let replica = Replica::install(
+            room,
+            timing,
+            asm.commit,
+            first.view_epoch,
+            view,
+            first.transport.clone(),
+        );
+        let changed_room = self.room() != Some(room);
+        let my_seq = replica.view.get(self.id).map_or(0, |m| m.last_seq);
+        self.replica = Some(replica);
+        self.phase = Phase::Member;
+        self.counters.snapshots_installed += 1;
+        if changed_room {
+            for v in self.own.reset(my_seq) {
+                self.counters.votes_dropped += 1;
+                self.push_event(MemberEvent::VoteDropped {
+                    seq: v.seq,
+                    reason: DropReason::RoomChanged,
+                });
+            }
+            self.relay.clear();
+            self.estimator.reset();
+            self.clock = None;
+            self.push_event(MemberEvent::RoomChanged { room });
+        } else {
+            self.settle_own_votes(my_seq);
+        }
+        self.term = self.term.max(term);
+        self.become_follower(now, Some(leader));
+        if t1.0 != 0 || t2.0 != 0 {
+            self.add_clock_sample(ClockSample {
+                t1,
+                t2,
+                t3,
+                t4: now,
+            });
+        }
+        self.push_event(MemberEvent::StateReplaced {
+            room,
+            commit: asm.commit,
+        });
+    }
+
+    fn on_leave(&mut self, now: LocalTime, l: Leave) {
+        if !self.same_room(&l.hdr) {
+            return;
+        }
+        self.relay.forget(l.hdr.from);
+        self.heard.remove(&l.hdr.from);
+        if self.leader == Some(l.hdr.from) {
+            // The leader said goodbye: campaign without waiting it out.
+            self.leader = None;
+            self.last_leader_contact = LocalTime(
+                now.0
+                    .saturating_sub(self.cfg.election_after.0)
+                    .saturating_sub(1),
+            );
+            self.push_event(MemberEvent::LeaderChanged { leader: None });
+        }
+        if let Role2::Leader(ls) = &mut self.role
+            && !ls.leaving.contains(&l.hdr.from)
+            && ls.leaving.len() < MAX_MEMBERS
+        {
+            ls.leaving.push_back(l.hdr.from);
+        }
+    }
+
+    // ----- inputs: time ------------------------------------------------
+
+    /// Advances timers to `now`: seals and sends the round as leader, sends
+    /// the heartbeat as follower, campaigns when the leader is silent, founds
+    /// a room when alone, drops votes that waited too long.
+    pub fn handle_timeout(&mut self, now: LocalTime) {
+        // A member whose own loop ran late must not accuse others of
+        // silence it caused itself (Lifeguard): give everyone fresh credit.
+        let late = self
+            .last_tick
+            .is_some_and(|t| now.since(t).0 > 2 * self.timing().heartbeat.0);
+        if late {
+            for t in self.heard.values_mut() {
+                *t = (*t).max(now);
+            }
+            self.last_leader_contact = self.last_leader_contact.max(now);
+            self.last_any_contact = self.last_any_contact.max(now);
+        }
+        self.last_tick = Some(now);
+        if let Some(t) = self.mesh_time(now) {
+            self.last_mesh = t;
+        }
+        match self.phase {
+            Phase::Seeking { .. } => self.tick_seeking(now),
+            Phase::Member => self.tick_member(now),
+        }
+    }
+
+    fn tick_seeking(&mut self, now: LocalTime) {
+        let Phase::Seeking {
+            since,
+            target,
+            last_request,
+            defer_to_lower,
+        } = self.phase
+        else {
+            return;
+        };
+        if last_request.is_none_or(|t| now.since(t) >= Nanos::from_millis(300)) {
+            match target {
+                Some((room, leader)) => self.request_join(now, leader, Some(room)),
+                None => {
+                    if let Phase::Seeking { last_request, .. } = &mut self.phase {
+                        *last_request = Some(now);
+                    }
+                    let msg = Message::JoinRequest(JoinRequest {
+                        hdr: self.header(),
+                        sent_at: now,
+                        stem: self.cfg.stem,
+                    });
+                    self.push_transmit(Dest::Everyone, &msg);
+                }
+            }
+        }
+        let waited = now.since(since);
+        let deferring = defer_to_lower.is_some_and(|t| now.since(t) < self.cfg.discover_for);
+        let limit = if deferring {
+            self.cfg.discover_for.0.saturating_mul(3)
+        } else {
+            self.cfg.discover_for.0
+        };
+        if self.cfg.role == Role::Speaker && waited.0 >= limit {
+            self.found_room(now);
+        }
+    }
+
+    /// Founds a room of our own, keeping the state we had (if any) so a
+    /// speaker cut off from its room plays on where it was.
+    fn found_room(&mut self, now: LocalTime) {
+        let clock = *self.clock.get_or_insert(MeshClock::identity());
+        let mesh = clock.to_mesh(now).max(self.last_mesh);
+        let timing = self.replica.as_ref().map_or(self.cfg.timing, |r| r.timing);
+        let round = timing.round_at(mesh);
+        let room = RoomId {
+            founded: round,
+            founder: self.id,
+        };
+        let me = MemberInfo {
+            id: self.id,
+            boot: self.boot,
+            role: self.cfg.role,
+            stem: self.cfg.stem,
+            last_seq: 0,
+        };
+        let transport = self.replica.as_ref().map_or_else(
+            || Transport::new(usize::from(self.cfg.channels), mesh, Gain(80)),
+            |r| r.transport.clone(),
+        );
+        let term = Term(1);
+        let commit = EntryId { round, term };
+        self.replica = Some(Replica::found(
+            room,
+            timing,
+            commit,
+            View::from_members(&[me]),
+            transport,
+        ));
+        self.phase = Phase::Member;
+        self.term = term;
+        self.voted_for = Some(self.id);
+        for v in self.own.reset(0) {
+            self.counters.votes_dropped += 1;
+            self.push_event(MemberEvent::VoteDropped {
+                seq: v.seq,
+                reason: DropReason::RoomChanged,
+            });
+        }
+        self.relay.clear();
+        self.push_event(MemberEvent::RoomChanged { room });
+        self.become_leader(now);
+    }
+
+    fn current_round(&self, now: LocalTime) -> Option<Round> {
+        self.mesh_time(now).map(|t| self.timing().round_at(t))
+    }
+
+    fn tick_member(&mut self, now: LocalTime) {
+        self.expire_own_votes(now);
+        if self.is_leader() {
+            self.tick_leader(now);
+            return;
+        }
+        let Some(round) = self.current_round(now) else {
+            return;
+        };
+        // Heartbeat once per round: normally as the reply to the leader's
+        // append; from the half-round tick when the leader stays silent.
+        if self.heartbeat_round != Some(round) {
+            let mesh = self.mesh_time(now).unwrap_or_default();
+            let half = self
+                .timing()
+                .round_start(round)
+                .plus(Nanos(self.timing().heartbeat.0 / 2));
+            if mesh >= half {
+                self.send_heartbeat(now);
+            }
+        }
+        self.tick_election(now);
+        if now.since(self.last_any_contact) >= self.cfg.solo_after && self.cfg.role == Role::Speaker
+        {
+            // Alone for long: a room of our own keeps this speaker usable.
+            self.found_room(now);
+        }
+    }
+
+    fn expire_own_votes(&mut self, now: LocalTime) {
+        while let Some(v) = self.own.expire(now, self.cfg.vote_ttl) {
+            self.counters.votes_dropped += 1;
+            self.push_event(MemberEvent::VoteDropped {
+                seq: v.seq,
+                reason: DropReason::Expired,
+            });
+        }
+        self.send_head_vote(now);
+    }
+
+    fn heartbeat_msg(&self, now: LocalTime) -> Message {
+        let r = self.replica.as_ref();
+        let mut votes = heapless::Vec::<Vote, MAX_RELAYED_VOTES>::new();
+        if let Some(v) = self.own.peek() {
+            let _ = votes.push(v);
+        }
+        for v in self.relay.iter() {
+            if votes.push(*v).is_err() {
+                break;
+            }
+        }
+        let mut heard = 0u64;
+        if let Some(r) = r {
+            let recent = Nanos(2 * r.timing.heartbeat.0);
+            for (i, m) in r.view.members().iter().enumerate().take(64) {
+                if self
+                    .heard
+                    .get(&m.id)
+                    .is_some_and(|&t| now.since(t) <= recent)
+                {
+                    heard |= 1 << i;
+                }
+            }
+        }
+        Message::Heartbeat(Heartbeat {
+            hdr: self.header(),
+            round: self.current_round(now).unwrap_or(Round(0)),
+            sent_at: now,
+            leader: self.leader,
+            last: r.map(Replica::last).unwrap_or_default(),
+            commit: r.map(|r| r.commit).unwrap_or_default(),
+            digest: r.map_or(0, |r| r.digest),
+            room_size: r.map_or(0, |r| {
+                u8::try_from(r.view.speaker_count()).unwrap_or(u8::MAX)
+            }),
+            view_epoch: r.map_or(Round(0), |r| r.view_epoch),
+            heard,
+            votes,
+        })
+    }
+
+    fn send_heartbeat(&mut self, now: LocalTime) {
+        self.heartbeat_round = self.current_round(now);
+        let msg = self.heartbeat_msg(now);
+        let dest = Dest::Members(self.others());
+        self.push_transmit(dest, &msg);
+    }
+
+    // ----- leader ------------------------------------------------------
+
+    fn become_leader(&mut self, now: LocalTime) {
+        // Our estimate of the old reference's clock becomes the reference.
+        // (Leaders ignore clock replies, so the mapping stays as it is.)
+        self.clock.get_or_insert(MeshClock::identity());
+        self.role = Role2::Leader(LeaderState::default());
+        if self.leader != Some(self.id) {
+            self.leader = Some(self.id);
+            self.push_event(MemberEvent::LeaderChanged {
+                leader: Some(self.id),
+            });
+        }
+        self.last_leader_contact = now;
+        // Fresh credit for everyone: we only start counting silence now.
+        for t in self.heard.values_mut() {
+            *t = (*t).max(now);
+        }
+        self.send_append(now);
+        self.try_commit(now);
+    }
+
+    fn quorum_heard(&self, now: LocalTime) -> bool {
+        let Some(r) = self.replica.as_ref() else {
+            return false;
+        };
+        let window = self.cfg.election_after;
+        let alive = r
+            .log_view()
+            .members()
+            .iter()
+            .map(|m| m.id)
+            .filter(|&id| {
+                id == self.id || self.heard.get(&id).is_some_and(|&t| now.since(t) < window)
+            })
+            .collect::<Vec<_>>();
+        r.log_view().is_quorum(alive)
+    }
+
+    fn tick_leader(&mut self, now: LocalTime) {
+        if !self.quorum_heard(now) {
+            // Check-quorum: a leader cut off from the majority steps down,
+            // so its side knows it is read-only.
+            self.become_follower(now, None);
+            self.last_leader_contact = now;
+            return;
+        }
+        let Some(round) = self.current_round(now) else {
+            return;
+        };
+        let Role2::Leader(ls) = &self.role else {
+            return;
+        };
+        // Seal the round that just ended, once.
+        let to_seal = Round(round.0.saturating_sub(1));
+        if round.0 == 0 || ls.sealed.is_some_and(|s| s >= to_seal) {
+            return;
+        }
+        self.seal(now, to_seal);
+        self.send_append(now);
+        if round.0 % self.cfg.beacon_every.max(1) == 0 {
+            let beacon = self.heartbeat_msg(now);
+            self.push_transmit(Dest::Everyone, &beacon);
+        }
+        self.try_commit(now);
+    }
+
+    fn seal(&mut self, now: LocalTime, round: Round) {
+        let change = self.next_view_change(now);
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let view = r.log_view();
+        // One vote per member: its lowest not yet sealed. Start at a
+        // rotating offset so a busy room serves every member in turn.
+        let mut candidates: Vec<Vote> = self
+            .own
+            .peek()
+            .into_iter()
+            .chain(self.relay.iter().copied())
+            .filter(|v| view.get(v.member).is_some() && v.seq > r.sealed_seq(v.member))
+            .collect();
+        candidates.sort_by_key(|v| v.member);
+        candidates.dedup_by_key(|v| v.member);
+        let n = candidates.len().max(1);
+        let start = usize::try_from(round.0 % n as u64).unwrap_or(0);
+        let len = candidates.len();
+        candidates.rotate_left(start.min(len));
+        let mut votes = heapless::Vec::new();
+        for v in candidates.into_iter().take(MAX_ENTRY_VOTES) {
+            let _ = votes.push(v);
+        }
+        let entry = Entry {
+            id: EntryId {
+                round,
+                term: self.term,
+            },
+            prev: EntryId::default(),
+            votes,
+            change,
+        };
+        let sealed = self
+            .replica
+            .as_mut()
+            .is_some_and(|r| r.seal(entry, MAX_CARRIED_ENTRIES));
+        if let Role2::Leader(ls) = &mut self.role {
+            ls.sealed = Some(round);
+            if sealed {
+                self.counters.sealed += 1;
+                if let Some(me) = ls.matched.get_mut(&self.id) {
+                    *me = round;
+                } else {
+                    ls.matched.insert(self.id, round);
+                }
+            }
+        }
+    }
+
+    /// The one view change to seal now, if any: goodbyes first, then the
+    /// silent, then newcomers. Only after an entry of our term committed and
+    /// while no other change is in flight (one change at a time).
+    fn next_view_change(&mut self, now: LocalTime) -> Option<ViewChange> {
+        let r = self.replica.as_ref()?;
+        let Role2::Leader(ls) = &mut self.role else {
+            return None;
+        };
+        if !ls.committed_in_term || r.change_in_flight() {
+            return None;
+        }
+        let view = r.log_view();
+        while let Some(id) = ls.leaving.pop_front() {
+            if view.get(id).is_some() && id != self.id {
+                return Some(ViewChange::Leave(id));
+            }
+        }
+        let silent = view
+            .members()
+            .iter()
+            .filter(|m| m.id != self.id)
+            .filter_map(|m| {
+                let last = self.heard.get(&m.id).copied().unwrap_or(LocalTime(0));
+                (now.since(last) >= self.cfg.evict_after).then_some((last, m.id))
+            })
+            .min();
+        if let Some((_, id)) = silent {
+            return Some(ViewChange::Evict(id));
+        }
+        if view.len() >= MAX_MEMBERS {
+            return None;
+        }
+        let (&id, &(info, _, _)) = ls.joining.iter().next()?;
+        ls.admitted.retain(|&a| a != id);
+        Some(ViewChange::Join(info))
+    }
+
+    fn send_append(&mut self, now: LocalTime) {
+        let hdr = self.header();
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let mut entries = heapless::Vec::new();
+        for e in r.uncommitted().take(MAX_CARRIED_ENTRIES) {
+            let _ = entries.push(e.clone());
+        }
+        let msg = Message::Append(Append {
+            hdr,
+            prev: r.commit,
+            entries,
+            commit: r.commit,
+            digest: r.digest,
+        });
+        let dest = Dest::Members(self.others());
+        self.push_transmit(dest, &msg);
+        self.heartbeat_round = self.current_round(now);
+    }
+
+    /// Commits the newest entry of our term that a quorum holds.
+    fn try_commit(&mut self, now: LocalTime) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let Role2::Leader(ls) = &self.role else {
+            return;
+        };
+        let view = r.log_view();
+        let mut target = None;
+        for e in r.uncommitted() {
+            if e.id.term != self.term {
+                continue;
+            }
+            let holders = view.members().iter().map(|m| m.id).filter(|id| {
+                *id == self.id || ls.matched.get(id).is_some_and(|&m| m >= e.id.round)
+            });
+            if view.is_quorum(holders) {
+                target = Some(e.id);
+            }
+        }
+        if let Some(t) = target {
+            self.commit_to(now, t);
+            if let Role2::Leader(ls) = &mut self.role {
+                ls.committed_in_term = true;
+            }
+        }
+    }
+
+    /// Commits up to `target` and reports what took effect.
+    fn commit_to(&mut self, now: LocalTime, target: EntryId) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let applied = r.commit_to(target);
+        if applied.is_empty() {
+            return;
+        }
+        let my_seq = r.view.get(self.id).map_or(0, |m| m.last_seq);
+        let in_view = r.view.get(self.id).is_some();
+        let view = r.view.clone();
+        self.counters.committed += applied.len() as u64;
+        let mut joined = Vec::new();
+        for a in applied {
+            if let Some(ViewChange::Join(info)) = a.entry.change {
+                joined.push(info.id);
+            }
+            self.push_event(MemberEvent::Decided(Box::new(a)));
+        }
+        self.relay.prune(|m| view.get(m).map(|info| info.last_seq));
+        self.settle_own_votes(my_seq);
+        if let Role2::Leader(ls) = &mut self.role {
+            for id in &joined {
+                ls.joining.remove(id);
+            }
+            ls.matched.retain(|id, _| view.get(*id).is_some());
+        }
+        // Newly admitted members get the state right away.
+        if self.is_leader() {
+            for id in joined {
+                let sample = match &self.role {
+                    Role2::Leader(_) => None::<(LocalTime, MeshTime)>,
+                    _ => None,
+                };
+                let (t1, t2) = sample.unwrap_or((LocalTime(0), MeshTime(0)));
+                if id != self.id {
+                    self.send_snapshot(now, id, t1, t2);
+                }
+            }
+        }
+        if !in_view && matches!(self.phase, Phase::Member) && !self.is_leader() {
+            // We were removed (evicted while cut off, or we left): look for
+            // the room again rather than follow a log we are not part of.
+            self.phase = Phase::Seeking {
+                since: now,
+                target: self
+                    .leader
+                    .zip(Some(()))
+                    .map(|(l, ())| (self.replica.as_ref().map(|r| r.room).expect("in a room"), l)),
+                last_request: None,
+                defer_to_lower: None,
+            };
+        }
+    }
+
+    fn settle_own_votes(&mut self, my_seq: u32) {
+        for seq in self.own.applied(my_seq) {
+            self.push_event(MemberEvent::VoteDecided { seq });
+        }
+    }
+}

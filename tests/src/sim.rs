@@ -1,0 +1,746 @@
+//! Deterministic whole-room simulation over the sans-IO protocol core.
+//!
+//! Many [`Member`]s run on one virtual network with per-link latency,
+//! jitter, loss, duplication and reordering, directed partitions, crashes,
+//! restarts, frozen processes and late event loops, each member on its own
+//! drifting clock. Everything random comes from one seed, so a run is exactly
+//! reproducible: a failing test prints its seed, and running the same seed
+//! twice gives the same trace (checked by a test).
+//!
+//! While it runs, the simulator checks the protocol's invariants and records
+//! the figures the report command prints: agreement (no two members commit
+//! different entries or states for the same round of the same room),
+//! validity (every applied vote was cast), vote-to-applied latency, clock
+//! error, and commit gaps.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::rc::Rc;
+
+use autoharmonize_protocol::event::{Event, Vote};
+use autoharmonize_protocol::ids::{BootId, Channel, MemberId, RoomId, Round};
+use autoharmonize_protocol::member::{Config, Dest, Member, MemberEvent};
+use autoharmonize_protocol::time::{LocalTime, MeshTime, Nanos};
+use autoharmonize_protocol::transport::{Frames, Gain};
+use autoharmonize_protocol::wire::{EntryId, Role};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Network and clock conditions of a simulated room.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Probability a datagram is lost.
+    pub loss: f64,
+    /// Probability a datagram is delivered twice.
+    pub duplicate: f64,
+    /// Per-link base one-way latency is drawn uniformly from this range (ns).
+    pub base_latency: (u64, u64),
+    /// Extra one-way delay, uniform in `[0, jitter]` per datagram (ns);
+    /// it also reorders datagrams.
+    pub jitter: u64,
+    /// Clock drift of each member, uniform in `[-max, +max]` ppm.
+    pub max_drift_ppm: f64,
+    /// Clock offset of each member, uniform in `[0, max]` ns.
+    pub max_offset: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> NetConfig {
+        NetConfig {
+            loss: 0.0,
+            duplicate: 0.0,
+            base_latency: (200_000, 2_000_000),
+            jitter: 0,
+            max_drift_ppm: 200.0,
+            max_offset: 3_600 * 1_000_000_000,
+        }
+    }
+}
+
+/// One simulated process.
+struct Node {
+    id: MemberId,
+    role: Role,
+    member: Option<Member>,
+    boots: u32,
+    offset: u64,
+    drift_ppb: i64,
+    /// Timer the member asked for (true time), if any.
+    timer: Option<u64>,
+    /// Frozen (SIGSTOP) until this true time.
+    frozen_until: Option<u64>,
+    /// Datagrams that arrived while frozen, delivered on thaw (bounded).
+    backlog: Vec<Rc<[u8]>>,
+    /// Extra delay applied to each timer (a late event loop).
+    loop_lag: u64,
+    /// True time this incarnation started, and last joined a room.
+    started: u64,
+    settled_since: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Deliver { to: usize, payload: Rc<[u8]> },
+    Timer { node: usize },
+    Thaw { node: usize },
+}
+
+/// What one committed round looked like, for agreement checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Commit {
+    id: EntryId,
+    digest: u64,
+    apply_at: MeshTime,
+}
+
+/// Figures collected while running.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// Rounds committed anywhere (distinct).
+    pub rounds_decided: u64,
+    /// Pairs of members that committed different things for one round.
+    pub agreement_violations: u64,
+    /// Applied votes that nobody cast.
+    pub validity_violations: u64,
+    /// Votes cast (accepted by `cast`).
+    pub votes_cast: u64,
+    /// Votes applied by at least one member.
+    pub votes_applied: u64,
+    /// Cast to applied at every member that applied it, per vote (ns).
+    pub vote_latency: Vec<u64>,
+    /// Clock error samples (ns), members settled for 2 s.
+    pub clock_error: Vec<u64>,
+    /// Longest true-time gap between commits of the largest room (ns).
+    pub max_commit_gap: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// First violation found, for the failure message.
+    pub first_violation: Option<String>,
+}
+
+/// A simulated room.
+pub struct Sim {
+    seed: u64,
+    rng: SmallRng,
+    net: NetConfig,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, Action)>>,
+    nodes: Vec<Node>,
+    index: HashMap<MemberId, usize>,
+    link_latency: HashMap<(usize, usize), u64>,
+    blocked: HashSet<(usize, usize)>,
+    config: Config,
+    commits: HashMap<(RoomId, Round), Commit>,
+    cast: HashMap<(MemberId, u32, Event), u64>,
+    applied: HashMap<(MemberId, u32, Event), (u64, u32)>,
+    last_commit_seen: BTreeMap<RoomId, u64>,
+    /// Figures collected so far.
+    pub metrics: Metrics,
+}
+
+impl Sim {
+    /// A room of `speakers` speakers and `controllers` controllers that all
+    /// start at time zero with no room and must find each other.
+    #[must_use]
+    pub fn new(seed: u64, speakers: usize, controllers: usize, net: NetConfig) -> Sim {
+        Sim::with_config(seed, speakers, controllers, net, Config::default())
+    }
+
+    /// Like [`Sim::new`] with a member configuration.
+    #[must_use]
+    pub fn with_config(
+        seed: u64,
+        speakers: usize,
+        controllers: usize,
+        net: NetConfig,
+        config: Config,
+    ) -> Sim {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut nodes = Vec::new();
+        let mut index = HashMap::new();
+        for i in 0..speakers + controllers {
+            let id = MemberId(rng.random());
+            let drift = rng.random_range(-net.max_drift_ppm..=net.max_drift_ppm);
+            nodes.push(Node {
+                id,
+                role: if i < speakers {
+                    Role::Speaker
+                } else {
+                    Role::Controller
+                },
+                member: None,
+                boots: 0,
+                offset: rng.random_range(0..=net.max_offset),
+                drift_ppb: (drift * 1000.0) as i64,
+                timer: None,
+                frozen_until: None,
+                backlog: Vec::new(),
+                loop_lag: 0,
+                started: 0,
+                settled_since: 0,
+            });
+            index.insert(id, i);
+        }
+        let mut sim = Sim {
+            seed,
+            rng,
+            net,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            index,
+            link_latency: HashMap::new(),
+            blocked: HashSet::new(),
+            config,
+            commits: HashMap::new(),
+            cast: HashMap::new(),
+            applied: HashMap::new(),
+            last_commit_seen: BTreeMap::new(),
+            metrics: Metrics::default(),
+        };
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
+        sim
+    }
+
+    /// The seed this run was built from.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Current true time (ns).
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of simulated processes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no processes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn local(&self, i: usize, t: u64) -> LocalTime {
+        let n = &self.nodes[i];
+        let drifted = i128::from(t) + i128::from(t) * i128::from(n.drift_ppb) / 1_000_000_000;
+        LocalTime((drifted + i128::from(n.offset)).max(0) as u64)
+    }
+
+    fn true_time(&self, i: usize, l: LocalTime) -> u64 {
+        let n = &self.nodes[i];
+        let rel = i128::from(l.0) - i128::from(n.offset);
+        let t = rel * 1_000_000_000 / (1_000_000_000 + i128::from(n.drift_ppb));
+        // Round up so the member sees a local time at or past its deadline.
+        (t + 1).max(0) as u64
+    }
+
+    fn push(&mut self, at: u64, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, action)));
+    }
+
+    /// Starts (or restarts) process `i` with a new incarnation.
+    pub fn start(&mut self, i: usize) {
+        let boot = BootId(self.rng.random::<u32>() | 1);
+        let mut cfg = self.config.clone();
+        cfg.role = self.nodes[i].role;
+        cfg.stem = (cfg.role == Role::Speaker).then_some((i % 4) as u8);
+        let local = self.local(i, self.now);
+        let n = &mut self.nodes[i];
+        n.member = Some(Member::new(n.id, boot, cfg, local));
+        n.boots += 1;
+        n.started = self.now;
+        n.settled_since = self.now;
+        n.frozen_until = None;
+        n.backlog.clear();
+        n.timer = None;
+        self.after_input(i);
+    }
+
+    /// Kills process `i` at once (kill -9): no goodbye.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].member = None;
+        self.nodes[i].timer = None;
+        self.nodes[i].backlog.clear();
+    }
+
+    /// Stops process `i` gracefully (SIGTERM): it says goodbye first.
+    pub fn stop(&mut self, i: usize) {
+        let local = self.local(i, self.now);
+        if let Some(m) = self.nodes[i].member.as_mut() {
+            m.leave(local);
+        }
+        self.flush(i);
+        self.crash(i);
+    }
+
+    /// Freezes process `i` (SIGSTOP) for `dur` ns.
+    pub fn freeze(&mut self, i: usize, dur: u64) {
+        let until = self.now + dur;
+        self.nodes[i].frozen_until = Some(until);
+        self.push(until, Action::Thaw { node: i });
+    }
+
+    /// Makes every timer of process `i` fire `lag` ns late.
+    pub fn set_loop_lag(&mut self, i: usize, lag: u64) {
+        self.nodes[i].loop_lag = lag;
+    }
+
+    /// Blocks traffic from `a` to `b` (one way).
+    pub fn block(&mut self, a: usize, b: usize) {
+        self.blocked.insert((a, b));
+    }
+
+    /// Splits the room: no traffic between `side` and the rest.
+    pub fn partition(&mut self, side: &[usize]) {
+        for &a in side {
+            for b in 0..self.nodes.len() {
+                if !side.contains(&b) {
+                    self.blocked.insert((a, b));
+                    self.blocked.insert((b, a));
+                }
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// Whether process `i` runs.
+    #[must_use]
+    pub fn alive(&self, i: usize) -> bool {
+        self.nodes[i].member.is_some()
+    }
+
+    /// The member of process `i`, if it runs.
+    #[must_use]
+    pub fn member(&self, i: usize) -> Option<&Member> {
+        self.nodes[i].member.as_ref()
+    }
+
+    /// Member id of process `i`.
+    #[must_use]
+    pub fn id(&self, i: usize) -> MemberId {
+        self.nodes[i].id
+    }
+
+    /// Process `i`'s local clock now.
+    #[must_use]
+    pub fn local_now(&self, i: usize) -> LocalTime {
+        self.local(i, self.now)
+    }
+
+    /// Casts `event` at process `i`; returns whether it was accepted.
+    pub fn cast(&mut self, i: usize, event: Event) -> bool {
+        let local = self.local(i, self.now);
+        let Some(m) = self.nodes[i].member.as_mut() else {
+            return false;
+        };
+        match m.cast(local, event) {
+            Ok(seq) => {
+                self.cast
+                    .entry((self.nodes[i].id, seq, event))
+                    .or_insert(self.now);
+                self.metrics.votes_cast += 1;
+                self.after_input(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A random event on a random channel.
+    pub fn random_event(&mut self) -> Event {
+        let channel = if self.rng.random_bool(0.3) {
+            Channel::All
+        } else {
+            Channel::Stem(self.rng.random_range(0..4))
+        };
+        match self.rng.random_range(0..4) {
+            0 => Event::Play { channel },
+            1 => Event::Pause { channel },
+            2 => Event::Seek {
+                channel,
+                to: Frames(self.rng.random_range(0..48_000 * 300)),
+            },
+            _ => Event::Volume {
+                channel,
+                gain: Gain(self.rng.random_range(0..=100)),
+            },
+        }
+    }
+
+    /// Draws from the run's random stream (for workloads and fault plans).
+    pub fn rng(&mut self) -> &mut SmallRng {
+        &mut self.rng
+    }
+
+    /// Runs until true time `until` (ns).
+    pub fn run_until(&mut self, until: u64) {
+        // Clock errors are sampled every 100 ms of true time.
+        let mut next_sample = (self.now / 100_000_000 + 1) * 100_000_000;
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            let at = *at;
+            if at > until {
+                break;
+            }
+            while next_sample <= at {
+                self.now = next_sample;
+                self.sample_clocks();
+                next_sample += 100_000_000;
+            }
+            let Some(Reverse((at, _, action))) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            self.dispatch(action);
+        }
+        self.now = until;
+    }
+
+    /// Runs for `dur` ns, casting about `votes_per_sec` random votes per
+    /// second from random live members.
+    pub fn run_with_votes(&mut self, dur: u64, votes_per_sec: f64) {
+        let end = self.now + dur;
+        let step = 10_000_000; // decide every 10 ms whether to vote
+        let p = votes_per_sec * step as f64 / 1e9;
+        while self.now < end {
+            let next = (self.now + step).min(end);
+            self.run_until(next);
+            if p > 0.0 && self.rng.random_bool(p.min(1.0)) {
+                let i = self.rng.random_range(0..self.nodes.len());
+                let e = self.random_event();
+                self.cast(i, e);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, action: Action) {
+        match action {
+            Action::Deliver { to, payload } => {
+                if self.nodes[to].member.is_none() {
+                    return;
+                }
+                if self.nodes[to].frozen_until.is_some() {
+                    if self.nodes[to].backlog.len() < 512 {
+                        self.nodes[to].backlog.push(payload);
+                    }
+                    return;
+                }
+                self.metrics.delivered += 1;
+                let local = self.local(to, self.now);
+                if let Some(m) = self.nodes[to].member.as_mut() {
+                    m.handle_datagram(local, &payload);
+                }
+                self.after_input(to);
+            }
+            Action::Timer { node } => {
+                let n = &self.nodes[node];
+                if n.member.is_none() || n.timer != Some(self.now) || n.frozen_until.is_some() {
+                    return;
+                }
+                let local = self.local(node, self.now);
+                if let Some(m) = self.nodes[node].member.as_mut() {
+                    m.handle_timeout(local);
+                }
+                self.after_input(node);
+            }
+            Action::Thaw { node } => {
+                if self.nodes[node].frozen_until.is_some_and(|u| u <= self.now) {
+                    self.nodes[node].frozen_until = None;
+                    let backlog = std::mem::take(&mut self.nodes[node].backlog);
+                    let local = self.local(node, self.now);
+                    if let Some(m) = self.nodes[node].member.as_mut() {
+                        m.handle_timeout(local);
+                        for p in backlog {
+                            m.handle_datagram(local, &p);
+                        }
+                    }
+                    self.after_input(node);
+                }
+            }
+        }
+    }
+
+    /// Drains a member's outputs and re-arms its timer.
+    fn after_input(&mut self, i: usize) {
+        self.flush(i);
+        self.collect_events(i);
+        let Some(m) = self.nodes[i].member.as_ref() else {
+            return;
+        };
+        if let Some(deadline) = m.poll_timeout() {
+            let at = self.true_time(i, deadline).max(self.now + 1) + self.nodes[i].loop_lag;
+            if self.nodes[i].timer != Some(at) {
+                self.nodes[i].timer = Some(at);
+                self.push(at, Action::Timer { node: i });
+            }
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        loop {
+            let Some(t) = self.nodes[i]
+                .member
+                .as_mut()
+                .and_then(Member::poll_transmit)
+            else {
+                break;
+            };
+            let payload: Rc<[u8]> = t.payload.into();
+            let targets: Vec<usize> = match t.dest {
+                Dest::Member(id) => self.index.get(&id).copied().into_iter().collect(),
+                Dest::Members(ids) => ids
+                    .iter()
+                    .filter_map(|id| self.index.get(id).copied())
+                    .collect(),
+                Dest::Everyone => (0..self.nodes.len()).filter(|&j| j != i).collect(),
+            };
+            for to in targets {
+                self.send(i, to, Rc::clone(&payload));
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, payload: Rc<[u8]>) {
+        if from == to || self.blocked.contains(&(from, to)) {
+            return;
+        }
+        if self.net.loss > 0.0 && self.rng.random_bool(self.net.loss) {
+            return;
+        }
+        let (lo, hi) = self.net.base_latency;
+        let base = *self
+            .link_latency
+            .entry((from, to))
+            .or_insert_with(|| self.rng.random_range(lo..=hi.max(lo)));
+        let copies = if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let jitter = if self.net.jitter > 0 {
+                self.rng.random_range(0..=self.net.jitter)
+            } else {
+                0
+            };
+            let at = self.now + base + jitter;
+            self.push(
+                at,
+                Action::Deliver {
+                    to,
+                    payload: Rc::clone(&payload),
+                },
+            );
+        }
+    }
+
+    fn collect_events(&mut self, i: usize) {
+        let now = self.now;
+        let local = self.local(i, now);
+        let mut decided = Vec::new();
+        let node = &mut self.nodes[i];
+        let Some(m) = node.member.as_mut() else {
+            return;
+        };
+        while let Some(ev) = m.poll_event() {
+            match ev {
+                MemberEvent::Decided(a) => decided.push(a),
+                MemberEvent::RoomChanged { .. } | MemberEvent::LeaderChanged { .. } => {
+                    node.settled_since = now;
+                }
+                _ => {}
+            }
+        }
+        if decided.is_empty() {
+            return;
+        }
+        let (room, mesh_now) = {
+            let m = self.nodes[i].member.as_ref().expect("checked above");
+            (m.status(local).room, m.mesh_time(local))
+        };
+        let Some(room) = room else {
+            return;
+        };
+        for a in decided {
+            let c = Commit {
+                id: a.entry.id,
+                digest: a.digest,
+                apply_at: a.apply_at,
+            };
+            match self.commits.get(&(room, a.entry.id.round)) {
+                Some(prev) if *prev != c => {
+                    self.metrics.agreement_violations += 1;
+                    if self.metrics.first_violation.is_none() {
+                        self.metrics.first_violation = Some(format!(
+                            "agreement: member {} committed {c:?} for round {:?} of {room:?}, \
+                             another committed {prev:?}",
+                            self.nodes[i].id, a.entry.id.round
+                        ));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    self.metrics.rounds_decided += 1;
+                    self.commits.insert((room, a.entry.id.round), c);
+                }
+            }
+            // Commit gaps of the busiest room.
+            let last = self.last_commit_seen.entry(room).or_insert(now);
+            if now > *last {
+                self.metrics.max_commit_gap = self.metrics.max_commit_gap.max(now - *last);
+                *last = now;
+            }
+            // True time the change takes effect here: when it is both known
+            // and due.
+            let due = mesh_now.map_or(now, |m| now + a.apply_at.0.saturating_sub(m.0));
+            for v in &a.effective {
+                self.vote_applied(v, due);
+            }
+        }
+    }
+
+    fn vote_applied(&mut self, v: &Vote, at: u64) {
+        let key = (v.member, v.seq, v.event);
+        if !self.cast.contains_key(&key) {
+            self.metrics.validity_violations += 1;
+            if self.metrics.first_violation.is_none() {
+                self.metrics.first_violation = Some(format!("validity: {v:?} was never cast"));
+            }
+            return;
+        }
+        let e = self.applied.entry(key).or_insert((at, 0));
+        e.0 = e.0.max(at);
+        e.1 += 1;
+    }
+
+    fn sample_clocks(&mut self) {
+        // Mesh time of every settled member against its leader's, at the
+        // same true instant.
+        for i in 0..self.nodes.len() {
+            let Some(m) = self.nodes[i].member.as_ref() else {
+                continue;
+            };
+            if self.now < self.nodes[i].settled_since + 2_000_000_000 || m.is_leader() {
+                continue;
+            }
+            let local = self.local(i, self.now);
+            let st = m.status(local);
+            let (Some(leader), Some(mine)) = (st.leader, m.mesh_time(local)) else {
+                continue;
+            };
+            let Some(&li) = self.index.get(&leader) else {
+                continue;
+            };
+            let Some(lm) = self.nodes[li].member.as_ref() else {
+                continue;
+            };
+            let llocal = self.local(li, self.now);
+            if lm.status(llocal).room != st.room || !lm.is_leader() {
+                continue;
+            }
+            if let Some(theirs) = lm.mesh_time(llocal) {
+                self.metrics.clock_error.push(mine.0.abs_diff(theirs.0));
+            }
+        }
+    }
+
+    /// Finishes latency bookkeeping; call once at the end of a run.
+    pub fn finish(&mut self) {
+        self.metrics.votes_applied = self.applied.len() as u64;
+        self.metrics.vote_latency = self
+            .applied
+            .iter()
+            .filter_map(|(k, (at, _))| self.cast.get(k).map(|&c| at.saturating_sub(c)))
+            .collect();
+        self.metrics.vote_latency.sort_unstable();
+        self.metrics.clock_error.sort_unstable();
+    }
+
+    /// Rooms of the live members, with the members in each.
+    #[must_use]
+    pub fn rooms(&self) -> BTreeMap<Option<RoomId>, Vec<usize>> {
+        let mut rooms: BTreeMap<Option<RoomId>, Vec<usize>> = BTreeMap::new();
+        for i in 0..self.nodes.len() {
+            if let Some(m) = self.nodes[i].member.as_ref() {
+                rooms
+                    .entry(m.status(self.local(i, self.now)).room)
+                    .or_default()
+                    .push(i);
+            }
+        }
+        rooms
+    }
+
+    /// Whether every live member is in one room and holds the same state
+    /// (same committed digest, or committed tips at most `slack` rounds
+    /// apart with equal digests where they coincide).
+    #[must_use]
+    pub fn converged(&self, slack: u64) -> bool {
+        let rooms = self.rooms();
+        if rooms.len() != 1 || rooms.keys().next().is_some_and(Option::is_none) {
+            return false;
+        }
+        let statuses: Vec<_> = (0..self.nodes.len())
+            .filter_map(|i| {
+                self.nodes[i]
+                    .member
+                    .as_ref()
+                    .map(|m| m.status(self.local(i, self.now)))
+            })
+            .collect();
+        let lo = statuses.iter().map(|s| s.commit.round.0).min().unwrap_or(0);
+        let hi = statuses.iter().map(|s| s.commit.round.0).max().unwrap_or(0);
+        let view_ok = statuses
+            .iter()
+            .all(|s| s.view.len() == statuses.len() && s.leader == statuses[0].leader);
+        view_ok && hi - lo <= slack
+    }
+
+    /// True time process `i` started its current incarnation.
+    #[must_use]
+    pub fn started(&self, i: usize) -> u64 {
+        self.nodes[i].started
+    }
+
+    /// Percentile `p` (0–100) of a sorted sample, or 0 when empty.
+    #[must_use]
+    pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+        if sorted.is_empty() {
+            return 0;
+        }
+        let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[rank.min(sorted.len() - 1)]
+    }
+
+    /// Fails with the seed and the first violation if any invariant broke.
+    pub fn assert_invariants(&self) {
+        assert!(
+            self.metrics.agreement_violations == 0 && self.metrics.validity_violations == 0,
+            "seed {}: {} agreement and {} validity violations; first: {}",
+            self.seed,
+            self.metrics.agreement_violations,
+            self.metrics.validity_violations,
+            self.metrics.first_violation.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+/// Helper for nanoseconds in tests and the report.
+#[must_use]
+pub fn ms(n: u64) -> u64 {
+    Nanos::from_millis(n).0
+}
