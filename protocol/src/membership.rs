@@ -1,12 +1,19 @@
 //! Who is in the room, and which groups of members may decide.
 //!
 //! The view is part of the replicated state: it changes only through
-//! committed entries, one change at a time, so any two majorities of
-//! consecutive views overlap (the single-change rule that makes membership
-//! changes safe without joint consensus). View order is join order: the
-//! first speaker is the longest-lived one, the *reference* that breaks an
-//! exact-half tie. Invariant: [`View::is_quorum`] must make every two quorums
-//! of the same view intersect; the tests check it exhaustively for small views.
+//! committed entries. View order is join order: the first speaker is the
+//! longest-lived one, the *reference* that breaks an exact-half tie.
+//!
+//! Because of that tie-break, Raft's single-change shortcut is not safe here
+//! ({3,4,5} of five and {1,2} of the four left after removing 5 are both
+//! quorums and share nobody). So view changes use joint consensus: while an
+//! entry that changes the view from `old` to `new` is uncommitted, every
+//! decision (a commit, an election) needs a quorum of *both* views
+//! ([`is_joint_quorum`]); once it commits, `new` alone. Only one entry
+//! carrying changes is in flight at a time, but it may carry several.
+//! Invariants: any two quorums of one view intersect, and a joint quorum
+//! intersects every quorum of either view; the tests check both
+//! exhaustively for small views.
 
 use crate::ids::{MemberId, RoomId};
 use crate::wire::{MAX_MEMBERS, MemberInfo, Role, ViewChange};
@@ -114,17 +121,6 @@ impl View {
         total > 0 && (2 * count > total || (2 * count == total && has_reference))
     }
 
-    /// Rank of `id` among the speakers that may take over leadership, in
-    /// view order, skipping `excluded` (the leader that went silent). Lower
-    /// ranks campaign first, so the longest-lived live speaker usually leads
-    /// and the time reference rarely moves.
-    #[must_use]
-    pub fn candidate_rank(&self, id: MemberId, excluded: Option<MemberId>) -> Option<usize> {
-        self.speakers()
-            .filter(|m| Some(m.id) != excluded)
-            .position(|m| m.id == id)
-    }
-
     /// Applies a committed change. A join of a member already present (a new
     /// incarnation) removes the old record first, so the restarted member
     /// goes to the end of the join order.
@@ -151,6 +147,12 @@ impl View {
             self.members.remove(i);
         }
     }
+}
+
+/// Whether `ids` may decide while the view changes from `old` to `new`:
+/// a quorum of both. With `old == new` this is [`View::is_quorum`].
+pub fn is_joint_quorum(old: &View, new: &View, ids: &[MemberId]) -> bool {
+    old.is_quorum(ids.iter().copied()) && (old == new || new.is_quorum(ids.iter().copied()))
 }
 
 /// How two rooms that meet decide which one survives: the room with more
@@ -207,8 +209,6 @@ mod tests {
         assert_eq!(v.speaker_count(), 3);
         assert!(!v.is_quorum([2, 3].map(MemberId)));
         assert!(v.is_quorum([3, 4].map(MemberId)));
-        assert_eq!(v.candidate_rank(MemberId(3), Some(MemberId(1))), Some(0));
-        assert_eq!(v.candidate_rank(MemberId(2), None), None);
     }
 
     #[test]
@@ -233,34 +233,52 @@ mod tests {
     }
 
     #[test]
-    fn quorums_of_consecutive_views_intersect() {
-        // Single-change rule: a quorum of the view before a join or removal
-        // and a quorum of the view after it always share a member.
-        for n in 1..=5u64 {
-            let before = speakers(n);
-            let mut after_join = before.clone();
-            after_join
-                .apply(&ViewChange::Join(member(n + 1, Role::Speaker)))
-                .expect("room not full");
-            let mut pairs = vec![(before.clone(), after_join)];
-            for gone in 1..=n {
-                let mut after = before.clone();
-                after
-                    .apply(&ViewChange::Evict(MemberId(gone)))
-                    .expect("removal cannot fail");
-                pairs.push((before.clone(), after));
-            }
-            for (a, b) in pairs {
-                let ids: Vec<u64> = (1..=n + 1).collect();
-                for m1 in 0u32..(1 << ids.len()) {
-                    let s1: Vec<MemberId> = pick(&ids, m1);
-                    if !a.is_quorum(s1.iter().copied()) {
-                        continue;
+    fn exact_half_breaks_single_change_overlap() {
+        // Why joint consensus: after removing 5 from {1..5}, {1,2} is a
+        // quorum of the new view and {3,4,5} one of the old.
+        let before = speakers(5);
+        let mut after = before.clone();
+        after
+            .apply(&ViewChange::Evict(MemberId(5)))
+            .expect("removal cannot fail");
+        assert!(before.is_quorum([3, 4, 5].map(MemberId)));
+        assert!(after.is_quorum([1, 2].map(MemberId)));
+        assert!(!is_joint_quorum(&before, &after, &[1, 2].map(MemberId)));
+    }
+
+    #[test]
+    fn joint_quorums_intersect_quorums_of_either_view() {
+        // Every view over members {1..5} (each absent, speaker, or
+        // controller; order by id), against every other such view.
+        let views: Vec<View> = (0..3u32.pow(5))
+            .map(|code| {
+                let mut c = code;
+                let mut ms = Vec::new();
+                for id in 1..=5u64 {
+                    match c % 3 {
+                        1 => ms.push(member(id, Role::Speaker)),
+                        2 => ms.push(member(id, Role::Controller)),
+                        _ => {}
                     }
-                    for m2 in 0u32..(1 << ids.len()) {
-                        let s2 = pick(&ids, m2);
-                        if b.is_quorum(s2.iter().copied()) {
-                            assert!(s1.iter().any(|x| s2.contains(x)), "{s1:?} / {s2:?}");
+                    c /= 3;
+                }
+                View::from_members(&ms)
+            })
+            .filter(|v| v.speaker_count() > 0)
+            .collect();
+        let ids: Vec<u64> = (1..=5).collect();
+        let subsets: Vec<Vec<MemberId>> = (0u32..32).map(|m| pick(&ids, m)).collect();
+        for old in &views {
+            for new in views.iter().step_by(7) {
+                for joint in subsets.iter().filter(|s| is_joint_quorum(old, new, s)) {
+                    for other in &subsets {
+                        for v in [old, new] {
+                            if v.is_quorum(other.iter().copied()) {
+                                assert!(
+                                    joint.iter().any(|x| other.contains(x)),
+                                    "{old:?} -> {new:?}: {joint:?} / {other:?}"
+                                );
+                            }
                         }
                     }
                 }

@@ -39,7 +39,11 @@ pub const MAX_ENTRY_VOTES: usize = 6;
 
 /// Most uncommitted entries a leader keeps and carries in its heartbeat. A
 /// leader that cannot commit stops sealing at this depth.
-pub const MAX_CARRIED_ENTRIES: usize = 4;
+pub const MAX_CARRIED_ENTRIES: usize = 3;
+
+/// Most membership changes one entry carries. Changes are batched (joint
+/// consensus makes any change safe), so a healed partition rejoins quickly.
+pub const MAX_VIEW_CHANGES: usize = 6;
 
 /// Members per snapshot part; a full view takes `MAX_MEMBERS / this` parts.
 pub const SNAPSHOT_MEMBERS_PER_PART: usize = 32;
@@ -95,7 +99,8 @@ pub struct EntryId {
     pub term: Term,
 }
 
-/// A change to the room's membership, carried by at most one entry at a time.
+/// A change to the room's membership. Entries carrying changes are committed
+/// one at a time, each under joint consensus (see `membership`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
 pub enum ViewChange {
     /// Admit a member (or a new incarnation of a member).
@@ -106,8 +111,8 @@ pub enum ViewChange {
     Evict(MemberId),
 }
 
-/// One sealed round: the votes the leader gathered for it and an optional
-/// membership change. Applied by every member in round order once committed.
+/// One sealed round: the votes the leader gathered for it and any membership
+/// changes. Applied by every member in round order once committed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
 pub struct Entry {
     /// Which round, sealed in which term.
@@ -116,8 +121,8 @@ pub struct Entry {
     pub prev: EntryId,
     /// The votes decided in this round (at most one per member).
     pub votes: heapless::Vec<Vote, MAX_ENTRY_VOTES>,
-    /// A membership change decided in this round.
-    pub change: Option<ViewChange>,
+    /// Membership changes decided in this round, applied in order.
+    pub changes: heapless::Vec<ViewChange, MAX_VIEW_CHANGES>,
 }
 
 /// Fields every message starts with.
@@ -569,12 +574,18 @@ mod tests {
             for i in 0..MAX_ENTRY_VOTES as u64 {
                 votes.push(big_vote(i)).expect("capacity");
             }
+            let mut changes = heapless::Vec::new();
+            for i in 0..MAX_VIEW_CHANGES as u64 {
+                changes
+                    .push(ViewChange::Join(big_info(i)))
+                    .expect("capacity");
+            }
             entries
                 .push(Entry {
                     id,
                     prev: id,
                     votes,
-                    change: Some(ViewChange::Join(big_info(0))),
+                    changes,
                 })
                 .expect("capacity");
         }
@@ -711,24 +722,32 @@ mod tests {
             })
     }
 
-    fn change() -> impl Strategy<Value = Option<ViewChange>> {
+    fn change() -> impl Strategy<Value = ViewChange> {
         prop_oneof![
-            Just(None),
-            info().prop_map(|i| Some(ViewChange::Join(i))),
-            any::<u64>().prop_map(|m| Some(ViewChange::Leave(MemberId(m)))),
-            any::<u64>().prop_map(|m| Some(ViewChange::Evict(MemberId(m)))),
+            info().prop_map(ViewChange::Join),
+            any::<u64>().prop_map(|m| ViewChange::Leave(MemberId(m))),
+            any::<u64>().prop_map(|m| ViewChange::Evict(MemberId(m))),
         ]
     }
 
+    fn changes() -> impl Strategy<Value = heapless::Vec<ViewChange, MAX_VIEW_CHANGES>> {
+        proptest::collection::vec(change(), 0..=MAX_VIEW_CHANGES)
+            .prop_map(|v| v.into_iter().collect())
+    }
+
     fn entry() -> impl Strategy<Value = Entry> {
-        (entry_id(), entry_id(), votes::<MAX_ENTRY_VOTES>(), change()).prop_map(
-            |(id, prev, votes, change)| Entry {
+        (
+            entry_id(),
+            entry_id(),
+            votes::<MAX_ENTRY_VOTES>(),
+            changes(),
+        )
+            .prop_map(|(id, prev, votes, changes)| Entry {
                 id,
                 prev,
                 votes,
-                change,
-            },
-        )
+                changes,
+            })
     }
 
     fn transport() -> impl Strategy<Value = Transport> {

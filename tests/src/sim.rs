@@ -106,8 +106,12 @@ pub struct Metrics {
     pub votes_cast: u64,
     /// Votes applied by at least one member.
     pub votes_applied: u64,
-    /// Cast to applied at every member that applied it, per vote (ns).
+    /// Cast to applied at every member that applied it, per vote cast
+    /// outside disturbed periods (ns).
     pub vote_latency: Vec<u64>,
+    /// The same for votes cast during a disturbance (a partition, a crash)
+    /// or within 1 s after it.
+    pub disturbed_latency: Vec<u64>,
     /// Clock error samples (ns), members settled for 2 s.
     pub clock_error: Vec<u64>,
     /// Longest true-time gap between commits of the largest room (ns).
@@ -135,6 +139,7 @@ pub struct Sim {
     cast: HashMap<(MemberId, u32, Event), u64>,
     applied: HashMap<(MemberId, u32, Event), (u64, u32)>,
     last_commit_seen: BTreeMap<RoomId, u64>,
+    disturbed: Vec<(u64, u64)>,
     /// Figures collected so far.
     pub metrics: Metrics,
 }
@@ -198,6 +203,7 @@ impl Sim {
             cast: HashMap::new(),
             applied: HashMap::new(),
             last_commit_seen: BTreeMap::new(),
+            disturbed: Vec::new(),
             metrics: Metrics::default(),
         };
         for i in 0..sim.nodes.len() {
@@ -658,15 +664,28 @@ impl Sim {
         }
     }
 
+    /// Marks `[from, to]` (true time) as disturbed: votes cast then are
+    /// reported apart.
+    pub fn mark_disturbed(&mut self, from: u64, to: u64) {
+        self.disturbed.push((from, to));
+    }
+
     /// Finishes latency bookkeeping; call once at the end of a run.
     pub fn finish(&mut self) {
         self.metrics.votes_applied = self.applied.len() as u64;
-        self.metrics.vote_latency = self
-            .applied
-            .iter()
-            .filter_map(|(k, (at, _))| self.cast.get(k).map(|&c| at.saturating_sub(c)))
-            .collect();
-        self.metrics.vote_latency.sort_unstable();
+        let (mut calm, mut rough) = (Vec::new(), Vec::new());
+        for (k, (at, _)) in &self.applied {
+            let Some(&c) = self.cast.get(k) else { continue };
+            let disturbed = self
+                .disturbed
+                .iter()
+                .any(|&(a, b)| c >= a && c <= b + 1_000_000_000);
+            if disturbed { &mut rough } else { &mut calm }.push(at.saturating_sub(c));
+        }
+        calm.sort_unstable();
+        rough.sort_unstable();
+        self.metrics.vote_latency = calm;
+        self.metrics.disturbed_latency = rough;
         self.metrics.clock_error.sort_unstable();
     }
 

@@ -40,9 +40,23 @@ impl Member {
             return;
         };
         let view = r.log_view();
-        let Some(rank) = view.candidate_rank(self.id, self.leader) else {
-            return; // not a speaker of this room
-        };
+        if !view.is_speaker(self.id) {
+            return; // a controller, or a learner not yet admitted
+        }
+        // Rank among the speakers we still hear (and ourselves), so speakers
+        // that died or were cut off with the leader do not each add a
+        // heartbeat of delay. Members that hear the same peers agree on it.
+        let window = self.cfg.election_after;
+        let rank = view
+            .speakers()
+            .filter(|m| Some(m.id) != self.leader)
+            .take_while(|m| m.id != self.id)
+            .filter(|m| {
+                self.heard
+                    .get(&m.id)
+                    .is_some_and(|&t| now.since(t) < window)
+            })
+            .count();
         let hb = self.timing().heartbeat.0;
         let wait = Nanos(self.cfg.election_after.0 + hb * rank as u64);
         if let Role2::Candidate(c) = &self.role {
@@ -164,7 +178,8 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
-        if !r.log_view().is_quorum(c.granted.iter().copied()) {
+        let granted: Vec<MemberId> = c.granted.iter().copied().collect();
+        if !r.is_quorum(&granted) {
             return;
         }
         if c.pre {

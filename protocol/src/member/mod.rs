@@ -41,8 +41,8 @@ use crate::transport::{Gain, Transport};
 use crate::wire::{
     Append, ClockReply, DecodeError, Entry, EntryId, Header, Heartbeat, JoinRequest, Leave,
     MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS, MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS,
-    MemberInfo, Message, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot, SnapshotRequest, ViewChange,
-    VoteCast,
+    MAX_VIEW_CHANGES, MemberInfo, Message, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot,
+    SnapshotRequest, ViewChange, VoteCast,
 };
 
 pub use replica::{Applied, Timing};
@@ -88,7 +88,7 @@ impl Default for Config {
             channels: 4,
             timing: Timing {
                 heartbeat,
-                apply_delay: Nanos::from_millis(150),
+                apply_delay: Nanos::from_millis(120),
             },
             election_after: Nanos::from_millis(300),
             evict_after: Nanos::from_millis(600),
@@ -258,7 +258,8 @@ enum Phase {
         since: LocalTime,
         target: Option<(RoomId, MemberId)>,
         last_request: Option<LocalTime>,
-        /// A lower-id member also seeking: let it found the room.
+        /// Last time we heard of a live room, or of a lower-id member also
+        /// seeking (which will found the room): until this is stale, we wait.
         defer_to_lower: Option<LocalTime>,
     },
     /// In a room.
@@ -283,8 +284,6 @@ struct LeaderState {
     leaving: VecDeque<MemberId>,
     /// Members asking to join: info and the clock sample for their snapshot.
     joining: BTreeMap<MemberId, (MemberInfo, LocalTime, MeshTime)>,
-    /// Members admitted whose snapshot is still to be sent.
-    admitted: Vec<MemberId>,
     /// Last round sealed.
     sealed: Option<Round>,
     /// Last beacon sent directly to a stranger, to rate-limit.
@@ -325,6 +324,7 @@ pub struct Member {
     /// Round in which we last sent our heartbeat.
     heartbeat_round: Option<Round>,
     last_snapshot_request: Option<LocalTime>,
+    last_rejoin_request: Option<LocalTime>,
     assembly: Option<Assembly>,
     own: OwnVotes,
     relay: RelayPool,
@@ -362,6 +362,7 @@ impl Member {
             heard: BTreeMap::new(),
             heartbeat_round: None,
             last_snapshot_request: None,
+            last_rejoin_request: None,
             assembly: None,
             own: OwnVotes::default(),
             relay: RelayPool::default(),
@@ -607,7 +608,7 @@ impl Member {
         match msg {
             Message::Heartbeat(h) => self.on_heartbeat(now, h),
             Message::Append(a) => self.on_append(now, a),
-            Message::VoteCast(v) => self.on_vote(v),
+            Message::VoteCast(v) => self.on_vote(now, v),
             Message::ClockReply(c) => self.on_clock_reply(now, c),
             Message::JoinRequest(j) => self.on_join_request(now, j),
             Message::Snapshot(s) => self.on_snapshot(now, s),
@@ -668,7 +669,7 @@ impl Member {
             return;
         }
         self.observe_term(now, h.hdr.term);
-        self.take_votes(&h.votes);
+        let _ = self.take_votes(now, &h.votes);
         let Some(r) = self.replica.as_ref() else {
             return;
         };
@@ -676,12 +677,14 @@ impl Member {
         let epoch_matches = h.view_epoch == r.view_epoch;
         let view_ids: Vec<MemberId> = r.view.members().iter().map(|m| m.id).collect();
         let mismatch = r.digest_at(h.commit).is_some_and(|d| d != h.digest);
-        if h.leader == Some(h.hdr.from) && h.hdr.term >= self.term && self.leader.is_none() {
-            // A leader's beacon of our own room while we have no leader: we
-            // were probably evicted while cut off. Ask to come back.
-            if !in_view || now.since(self.last_leader_contact) >= self.cfg.election_after {
-                self.request_join(now, h.hdr.from, h.hdr.room);
-            }
+        if h.leader == Some(h.hdr.from)
+            && h.hdr.term >= self.term
+            && !self.is_leader()
+            && now.since(self.last_leader_contact) >= self.cfg.election_after
+        {
+            // A working leader of our own room, but its appends do not reach
+            // us: we were probably evicted while cut off. Ask to come back.
+            self.request_join(now, h.hdr.from, h.hdr.room);
         }
         let Role2::Leader(ls) = &mut self.role else {
             return;
@@ -718,7 +721,7 @@ impl Member {
         } else if mismatch {
             self.send_snapshot(now, h.hdr.from, h.sent_at, t2);
         }
-        self.try_commit(now);
+        self.try_commit(now, true);
     }
 
     /// A heartbeat from another room (or from a member with no room).
@@ -728,10 +731,23 @@ impl Member {
         };
         let from_leader = h.leader == Some(h.hdr.from);
         match self.phase {
-            Phase::Seeking { target, .. } => {
+            Phase::Seeking {
+                ref mut target,
+                ref mut defer_to_lower,
+                ..
+            } => {
                 if from_leader {
-                    let better = target.is_none_or(|(room, _)| room == their_room);
+                    // A live room exists: join it rather than found another.
+                    // Prefer the room the merge rule prefers.
+                    let theirs = (usize::from(h.room_size), their_room);
+                    let better = match *target {
+                        None => true,
+                        Some((room, _)) if room == their_room => true,
+                        Some((room, _)) => room_wins(theirs, (0, room)),
+                    };
                     if better {
+                        *target = Some((their_room, h.hdr.from));
+                        *defer_to_lower = Some(now);
                         self.request_join(now, h.hdr.from, Some(their_room));
                     }
                 }
@@ -767,12 +783,14 @@ impl Member {
     }
 
     fn request_join(&mut self, now: LocalTime, to: MemberId, room: Option<RoomId>) {
-        if let Phase::Seeking { last_request, .. } = &mut self.phase {
-            if last_request.is_some_and(|t| now.since(t) < Nanos::from_millis(100)) {
-                return;
-            }
-            *last_request = Some(now);
+        let last = match &mut self.phase {
+            Phase::Seeking { last_request, .. } => last_request,
+            Phase::Member => &mut self.last_rejoin_request,
+        };
+        if last.is_some_and(|t| now.since(t) < Nanos::from_millis(100)) {
+            return;
         }
+        *last = Some(now);
         let mut hdr = self.header();
         hdr.room = room;
         let msg = Message::JoinRequest(JoinRequest {
@@ -802,32 +820,53 @@ impl Member {
         self.push_transmit(Dest::Member(to), &hb);
     }
 
-    fn take_votes(&mut self, votes: &[Vote]) {
+    /// Adds others' votes to the relay pool; returns those new to it.
+    fn take_votes(&mut self, now: LocalTime, votes: &[Vote]) -> Vec<Vote> {
+        let mut fresh = Vec::new();
         let Some(r) = self.replica.as_ref() else {
-            return;
+            return fresh;
         };
         let view = r.log_view();
         for v in votes {
             if v.member == self.id {
                 continue;
             }
-            if let Some(m) = view.get(v.member) {
-                let applied = r.sealed_seq(m.id).max(m.last_seq);
+            if view.get(v.member).is_some() {
+                // Sequence numbers from the committed view: the log view's
+                // copy is only refreshed when membership changes.
+                let committed = r.view.get(v.member).map_or(0, |m| m.last_seq);
                 let applied = if self.is_leader() {
-                    applied
+                    r.sealed_seq(v.member)
                 } else {
-                    m.last_seq
+                    committed
                 };
-                self.relay.offer(*v, applied, MAX_MEMBERS);
+                if self.relay.offer(*v, applied, MAX_MEMBERS, now) {
+                    fresh.push(*v);
+                }
             }
         }
+        fresh
     }
 
-    fn on_vote(&mut self, v: VoteCast) {
-        if self.same_room(&v.hdr) && v.vote.member == v.hdr.from {
-            self.take_votes(&[v.vote]);
-        } else {
+    fn on_vote(&mut self, now: LocalTime, v: VoteCast) {
+        if !self.same_room(&v.hdr) {
             self.counters.stale += 1;
+            return;
+        }
+        let fresh = self.take_votes(now, &[v.vote]);
+        // Votes are rare (a person pressed something), so forward a vote we
+        // see first to the leader at once: if the voter's own datagram to the
+        // leader was lost, one of these copies still makes the next seal.
+        if let (Some(vote), Some(leader)) = (fresh.first(), self.leader)
+            && !self.is_leader()
+            && leader != v.hdr.from
+            && vote.member == v.hdr.from
+        {
+            let msg = Message::VoteCast(VoteCast {
+                hdr: self.header(),
+                vote: *vote,
+            });
+            self.push_transmit(Dest::Member(leader), &msg);
         }
     }
 
@@ -1048,7 +1087,10 @@ impl Member {
         let first = asm.parts[0].as_ref().expect("all parts present");
         let view = View::from_members(&members);
         let digest = Replica::digest_for(asm.commit, first.view_epoch, &view, &first.transport);
-        if digest != asm.digest || view.get(self.id).is_none() {
+        // A member not in the view is accepted only while seeking: it is
+        // being admitted and will find its Join in the log (a learner).
+        let learner = matches!(self.phase, Phase::Seeking { .. });
+        if digest != asm.digest || (view.get(self.id).is_none() && !learner) {
             self.counters.stale += 1;
             return;
         }
@@ -1084,8 +1126,10 @@ impl Member {
                 });
             }
             self.relay.clear();
+            // Another room keeps another mesh clock: start over.
             self.estimator.reset();
             self.clock = None;
+            self.last_mesh = MeshTime(0);
             self.push_event(MemberEvent::RoomChanged { room });
         } else {
             self.settle_own_votes(my_seq);
@@ -1184,14 +1228,12 @@ impl Member {
                 }
             }
         }
+        // Found a room only after listening for `discover_for` without
+        // hearing of a live room or of a lower-id member also seeking (that
+        // one founds, we join it).
         let waited = now.since(since);
-        let deferring = defer_to_lower.is_some_and(|t| now.since(t) < self.cfg.discover_for);
-        let limit = if deferring {
-            self.cfg.discover_for.0.saturating_mul(3)
-        } else {
-            self.cfg.discover_for.0
-        };
-        if self.cfg.role == Role::Speaker && waited.0 >= limit {
+        let hinted = defer_to_lower.is_some_and(|t| now.since(t) < self.cfg.discover_for);
+        if self.cfg.role == Role::Speaker && waited >= self.cfg.discover_for && !hinted {
             self.found_room(now);
         }
     }
@@ -1276,6 +1318,7 @@ impl Member {
     }
 
     fn expire_own_votes(&mut self, now: LocalTime) {
+        self.relay.expire(now, self.cfg.vote_ttl);
         while let Some(v) = self.own.expire(now, self.cfg.vote_ttl) {
             self.counters.votes_dropped += 1;
             self.push_event(MemberEvent::VoteDropped {
@@ -1352,8 +1395,8 @@ impl Member {
         for t in self.heard.values_mut() {
             *t = (*t).max(now);
         }
+        self.try_commit(now, false);
         self.send_append(now);
-        self.try_commit(now);
     }
 
     fn quorum_heard(&self, now: LocalTime) -> bool {
@@ -1362,15 +1405,16 @@ impl Member {
         };
         let window = self.cfg.election_after;
         let alive = r
-            .log_view()
+            .view
             .members()
             .iter()
+            .chain(r.log_view().members())
             .map(|m| m.id)
             .filter(|&id| {
                 id == self.id || self.heard.get(&id).is_some_and(|&t| now.since(t) < window)
             })
             .collect::<Vec<_>>();
-        r.log_view().is_quorum(alive)
+        r.is_quorum(&alive)
     }
 
     fn tick_leader(&mut self, now: LocalTime) {
@@ -1393,16 +1437,16 @@ impl Member {
             return;
         }
         self.seal(now, to_seal);
+        self.try_commit(now, false);
         self.send_append(now);
         if round.0 % self.cfg.beacon_every.max(1) == 0 {
             let beacon = self.heartbeat_msg(now);
             self.push_transmit(Dest::Everyone, &beacon);
         }
-        self.try_commit(now);
     }
 
     fn seal(&mut self, now: LocalTime, round: Round) {
-        let change = self.next_view_change(now);
+        let changes = self.next_view_changes(now);
         let Some(r) = self.replica.as_ref() else {
             return;
         };
@@ -1433,12 +1477,34 @@ impl Member {
             },
             prev: EntryId::default(),
             votes,
-            change,
+            changes,
         };
+        let joins: Vec<MemberId> = entry
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                ViewChange::Join(info) => Some(info.id),
+                _ => None,
+            })
+            .collect();
         let sealed = self
             .replica
             .as_mut()
             .is_some_and(|r| r.seal(entry, MAX_CARRIED_ENTRIES));
+        if sealed {
+            // Newcomers get the committed state now and follow the log as
+            // learners, so they can acknowledge the entry that admits them
+            // (joint consensus counts them in the new view).
+            for id in joins {
+                let sample = match &self.role {
+                    Role2::Leader(ls) => ls.joining.get(&id).map(|&(_, t1, t2)| (t1, t2)),
+                    _ => None,
+                };
+                if let Some((t1, t2)) = sample {
+                    self.send_snapshot(now, id, t1, t2);
+                }
+            }
+        }
         if let Role2::Leader(ls) = &mut self.role {
             ls.sealed = Some(round);
             if sealed {
@@ -1452,24 +1518,32 @@ impl Member {
         }
     }
 
-    /// The one view change to seal now, if any: goodbyes first, then the
-    /// silent, then newcomers. Only after an entry of our term committed and
-    /// while no other change is in flight (one change at a time).
-    fn next_view_change(&mut self, now: LocalTime) -> Option<ViewChange> {
-        let r = self.replica.as_ref()?;
+    /// The view changes to seal now: goodbyes first, then the silent, then
+    /// newcomers, at most [`MAX_VIEW_CHANGES`]. Only after an entry of our
+    /// term committed (as in Raft) and while no other change is in flight.
+    fn next_view_changes(&mut self, now: LocalTime) -> heapless::Vec<ViewChange, MAX_VIEW_CHANGES> {
+        let mut out = heapless::Vec::new();
+        let Some(r) = self.replica.as_ref() else {
+            return out;
+        };
         let Role2::Leader(ls) = &mut self.role else {
-            return None;
+            return out;
         };
         if !ls.committed_in_term || r.change_in_flight() {
-            return None;
+            return out;
         }
-        let view = r.log_view();
-        while let Some(id) = ls.leaving.pop_front() {
+        let mut view = r.log_view().clone();
+        while !out.is_full() {
+            let Some(id) = ls.leaving.pop_front() else {
+                break;
+            };
             if view.get(id).is_some() && id != self.id {
-                return Some(ViewChange::Leave(id));
+                let c = ViewChange::Leave(id);
+                let _ = view.apply(&c);
+                let _ = out.push(c);
             }
         }
-        let silent = view
+        let mut silent: Vec<(LocalTime, MemberId)> = view
             .members()
             .iter()
             .filter(|m| m.id != self.id)
@@ -1477,16 +1551,24 @@ impl Member {
                 let last = self.heard.get(&m.id).copied().unwrap_or(LocalTime(0));
                 (now.since(last) >= self.cfg.evict_after).then_some((last, m.id))
             })
-            .min();
-        if let Some((_, id)) = silent {
-            return Some(ViewChange::Evict(id));
+            .collect();
+        silent.sort_unstable();
+        for (_, id) in silent {
+            let c = ViewChange::Evict(id);
+            if out.push(c).is_err() {
+                return out;
+            }
+            let _ = view.apply(&c);
         }
-        if view.len() >= MAX_MEMBERS {
-            return None;
+        for (_, (info, _, _)) in ls.joining.iter() {
+            if out.is_full() || view.len() >= MAX_MEMBERS {
+                break;
+            }
+            let c = ViewChange::Join(*info);
+            let _ = view.apply(&c);
+            let _ = out.push(c);
         }
-        let (&id, &(info, _, _)) = ls.joining.iter().next()?;
-        ls.admitted.retain(|&a| a != id);
-        Some(ViewChange::Join(info))
+        out
     }
 
     fn send_append(&mut self, now: LocalTime) {
@@ -1510,31 +1592,42 @@ impl Member {
         self.heartbeat_round = self.current_round(now);
     }
 
-    /// Commits the newest entry of our term that a quorum holds.
-    fn try_commit(&mut self, now: LocalTime) {
+    /// Commits the newest entry of our term that a quorum holds; with
+    /// `announce`, tells the followers right away.
+    fn try_commit(&mut self, now: LocalTime, announce: bool) {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
         let Role2::Leader(ls) = &self.role else {
             return;
         };
-        let view = r.log_view();
         let mut target = None;
         for e in r.uncommitted() {
             if e.id.term != self.term {
                 continue;
             }
-            let holders = view.members().iter().map(|m| m.id).filter(|id| {
-                *id == self.id || ls.matched.get(id).is_some_and(|&m| m >= e.id.round)
-            });
-            if view.is_quorum(holders) {
+            let holders: Vec<MemberId> = ls
+                .matched
+                .iter()
+                .filter(|&(_, &m)| m >= e.id.round)
+                .map(|(&id, _)| id)
+                .chain(core::iter::once(self.id))
+                .collect();
+            if r.is_quorum(&holders) {
                 target = Some(e.id);
             }
         }
         if let Some(t) = target {
+            let before = r.commit;
             self.commit_to(now, t);
             if let Role2::Leader(ls) = &mut self.role {
                 ls.committed_in_term = true;
+            }
+            // Announce the new commit point at once rather than at the next
+            // boundary: followers learn it about half a round earlier, which
+            // is what lets `apply_delay` stay short.
+            if announce && before != t {
+                self.send_append(now);
             }
         }
     }
@@ -1549,13 +1642,15 @@ impl Member {
             return;
         }
         let my_seq = r.view.get(self.id).map_or(0, |m| m.last_seq);
-        let in_view = r.view.get(self.id).is_some();
+        let in_view = r.log_view().get(self.id).is_some();
         let view = r.view.clone();
         self.counters.committed += applied.len() as u64;
         let mut joined = Vec::new();
         for a in applied {
-            if let Some(ViewChange::Join(info)) = a.entry.change {
-                joined.push(info.id);
+            for c in &a.entry.changes {
+                if let ViewChange::Join(info) = c {
+                    joined.push(info.id);
+                }
             }
             self.push_event(MemberEvent::Decided(Box::new(a)));
         }
@@ -1565,23 +1660,10 @@ impl Member {
             for id in &joined {
                 ls.joining.remove(id);
             }
-            ls.matched.retain(|id, _| view.get(*id).is_some());
-        }
-        // Newly admitted members get the state right away.
-        if self.is_leader() {
-            for id in joined {
-                let sample = match &self.role {
-                    Role2::Leader(_) => None::<(LocalTime, MeshTime)>,
-                    _ => None,
-                };
-                let (t1, t2) = sample.unwrap_or((LocalTime(0), MeshTime(0)));
-                if id != self.id {
-                    self.send_snapshot(now, id, t1, t2);
-                }
-            }
         }
         if !in_view && matches!(self.phase, Phase::Member) && !self.is_leader() {
-            // We were removed (evicted while cut off, or we left): look for
+            // We were removed (evicted while cut off, or we left), or our
+            // admission was dropped by a leader change: look for
             // the room again rather than follow a log we are not part of.
             self.phase = Phase::Seeking {
                 since: now,

@@ -93,6 +93,9 @@ pub(crate) struct Replica {
     pub(crate) transport: Transport,
     pub(crate) digest: u64,
     log: VecDeque<Entry>,
+    /// `view` with every held entry's changes applied; recomputed whenever
+    /// the log or the view changes, because it is read on every datagram.
+    log_view: View,
     digests: VecDeque<(EntryId, u64)>,
 }
 
@@ -162,6 +165,7 @@ impl Replica {
             room,
             timing,
             commit,
+            log_view: view.clone(),
             view,
             view_epoch,
             transport,
@@ -204,18 +208,29 @@ impl Replica {
     /// The view as it will be once every held entry is committed: the one
     /// a leader counts acknowledgements against (Raft's rule: the newest
     /// configuration in the log is in force).
-    pub(crate) fn log_view(&self) -> View {
+    pub(crate) fn log_view(&self) -> &View {
+        &self.log_view
+    }
+
+    fn refresh_log_view(&mut self) {
         let mut view = self.view.clone();
-        for change in self.log.iter().filter_map(|e| e.change) {
+        for change in self.log.iter().flat_map(|e| e.changes.iter()) {
             // A full room cannot happen here: the leader checks before sealing.
-            let _ = view.apply(&change);
+            let _ = view.apply(change);
         }
-        view
+        self.log_view = view;
     }
 
     /// Whether an uncommitted entry carries a view change.
     pub(crate) fn change_in_flight(&self) -> bool {
-        self.log.iter().any(|e| e.change.is_some())
+        self.log.iter().any(|e| !e.changes.is_empty())
+    }
+
+    /// Whether `ids` may decide now: a quorum of the committed view and of
+    /// the view the log leads to (joint consensus while a change is in
+    /// flight).
+    pub(crate) fn is_quorum(&self, ids: &[MemberId]) -> bool {
+        crate::membership::is_joint_quorum(&self.view, &self.log_view, ids)
     }
 
     /// Highest vote sequence number of `member` already sealed (committed or
@@ -237,7 +252,11 @@ impl Replica {
             return false;
         }
         entry.prev = self.last();
+        let changes = !entry.changes.is_empty();
         self.log.push_back(entry);
+        if changes {
+            self.refresh_log_view();
+        }
         true
     }
 
@@ -284,6 +303,7 @@ impl Replica {
             }
             self.log.push_back(e.clone());
         }
+        self.refresh_log_view();
         Accept::Ok
     }
 
@@ -299,13 +319,18 @@ impl Replica {
             let entry = self.log.pop_front().expect("pos is within the log");
             applied.push(self.apply(entry));
         }
+        if applied.iter().any(|a| !a.entry.changes.is_empty()) {
+            self.refresh_log_view();
+        }
         applied
     }
 
     fn apply(&mut self, entry: Entry) -> Applied {
-        if let Some(change) = entry.change {
+        for change in &entry.changes {
             // A join beyond capacity is dropped identically on every member.
-            let _ = self.view.apply(&change);
+            let _ = self.view.apply(change);
+        }
+        if !entry.changes.is_empty() {
             self.view_epoch = entry.id.round;
         }
         let mut effective = heapless::Vec::new();

@@ -110,37 +110,48 @@ impl OwnVotes {
     }
 }
 
-/// Others' votes not yet seen applied: the lowest unapplied one per member.
+/// Others' votes not yet seen applied: the lowest unapplied one per member,
+/// with the time it was first seen. A relayed vote expires like an own one,
+/// so a vote cast on the minority side of a partition is not applied seconds
+/// later, when nobody expects it any more.
 #[derive(Debug, Default)]
 pub(crate) struct RelayPool {
-    votes: BTreeMap<MemberId, Vote>,
+    votes: BTreeMap<MemberId, (Vote, LocalTime)>,
 }
 
 impl RelayPool {
     /// Offers a vote; keeps it if it is the lowest unapplied one of its
     /// member. `applied` is the member's applied sequence number, `cap` the
     /// bound on members tracked.
-    pub(crate) fn offer(&mut self, vote: Vote, applied: u32, cap: usize) {
+    /// Returns whether the vote was new to the pool.
+    pub(crate) fn offer(&mut self, vote: Vote, applied: u32, cap: usize, now: LocalTime) -> bool {
         if vote.seq <= applied {
-            return;
+            return false;
         }
         match self.votes.get(&vote.member) {
-            Some(have) if have.seq <= vote.seq => {}
+            Some((have, _)) if have.seq <= vote.seq => false,
             Some(_) => {
-                self.votes.insert(vote.member, vote);
+                self.votes.insert(vote.member, (vote, now));
+                true
             }
             None if self.votes.len() < cap => {
-                self.votes.insert(vote.member, vote);
+                self.votes.insert(vote.member, (vote, now));
+                true
             }
-            None => {}
+            None => false,
         }
+    }
+
+    /// Forgets votes first seen more than `ttl` before `now`.
+    pub(crate) fn expire(&mut self, now: LocalTime, ttl: crate::time::Nanos) {
+        self.votes.retain(|_, (_, seen)| now.since(*seen) <= ttl);
     }
 
     /// Forgets votes already applied (per `applied_seq(member)`) or of
     /// members no longer known (`None`).
     pub(crate) fn prune(&mut self, applied_seq: impl Fn(MemberId) -> Option<u32>) {
         self.votes
-            .retain(|&m, v| applied_seq(m).is_some_and(|applied| v.seq > applied));
+            .retain(|&m, (v, _)| applied_seq(m).is_some_and(|applied| v.seq > applied));
     }
 
     /// Forgets one member's vote.
@@ -155,7 +166,7 @@ impl RelayPool {
 
     /// The votes, in member order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Vote> {
-        self.votes.values()
+        self.votes.values().map(|(v, _)| v)
     }
 }
 
@@ -196,16 +207,20 @@ mod tests {
             seq,
             event: play(),
         };
-        pool.offer(v(1, 3), 1, 8);
-        pool.offer(v(1, 2), 1, 8);
-        pool.offer(v(1, 1), 1, 8); // applied already
-        pool.offer(v(2, 5), 0, 8);
+        pool.offer(v(1, 3), 1, 8, LocalTime(0));
+        pool.offer(v(1, 2), 1, 8, LocalTime(0));
+        pool.offer(v(1, 1), 1, 8, LocalTime(0)); // applied already
+        pool.offer(v(2, 5), 0, 8, LocalTime(5));
         assert_eq!(pool.iter().map(|v| v.seq).collect::<Vec<_>>(), vec![2, 5]);
         pool.prune(|m| Some(if m == MemberId(1) { 2 } else { 0 }));
         assert_eq!(pool.iter().count(), 1);
+        pool.expire(LocalTime(10), Nanos(5));
+        assert_eq!(pool.iter().count(), 1, "seen at 5, still fresh at 10");
+        pool.expire(LocalTime(11), Nanos(5));
+        assert_eq!(pool.iter().count(), 0);
         let mut small = RelayPool::default();
-        small.offer(v(1, 1), 0, 1);
-        small.offer(v(2, 1), 0, 1);
+        small.offer(v(1, 1), 0, 1, LocalTime(0));
+        small.offer(v(2, 1), 0, 1, LocalTime(0));
         assert_eq!(small.iter().count(), 1, "bounded by cap");
     }
 }
