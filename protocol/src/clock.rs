@@ -95,8 +95,10 @@ const SLACK_NS: i128 = 1_000;
 
 /// How many times the expected excess delay of the binding exchanges the
 /// likely drifts allow (see `Fit::centre`). Lower values track the drift a
-/// little more tightly but lose the true drift more often: in the
-/// simulations, 1 loses it for 8% of samples, 2 for 2.5%, 4 for 0.3%.
+/// little more tightly but lose the true drift more often. Share of samples
+/// whose true drift falls outside the likely set, over 60 s simulated runs
+/// with 0–1 ms jitter: 2.9% at 1, 0.8% at 2, 0.1% at 4 (0–30 ms: 1.8%,
+/// 0.14%, 0%). A miss costs accuracy, never the error bound.
 const ETA_FACTOR: i128 = 4;
 
 /// Fewest recent exchanges from which the likely drift is estimated; with
@@ -568,10 +570,10 @@ impl Fit {
     ///    narrower only by the excess delay of the few exchanges that bind
     ///    it. That excess is about the mean excess of the recent exchanges
     ///    divided by the number of bounds, since it is the smallest of them.
-    ///    Allowing [`ETA_FACTOR`] times that, as long as the delays' floor
-    ///    stays put, keeps the true drift in this set for 99.7% of the
-    ///    samples in the simulated runs (tests). This is min-RTT filtering
-    ///    over the whole span, per direction.
+    ///    If the delays' floor stays put, allowing [`ETA_FACTOR`] times
+    ///    that keeps the true drift in this set for 99.9% of the samples in
+    ///    the simulated runs. This is min-RTT filtering over the whole span,
+    ///    per direction.
     /// 3. The estimate: the middle of the likely drifts, and the middle of
     ///    the allowed offsets along it.
     fn centre(uppers: &[Line], lowers: &[Line], pairs: &[(Line, Line)], t_ref: u64) -> Option<Fit> {
@@ -830,7 +832,7 @@ mod tests {
             let mut rng = SplitMix64(!seed);
             Net {
                 base: (200_000, 5 * MS),
-                asymmetric: rng.next() % 2 == 0,
+                asymmetric: rng.next().is_multiple_of(2),
                 jitter: rng.range(0, 30 * MS),
                 hold: rng.range(0, 100 * MS),
                 loss_per_mille: u64::try_from(rng.range(0, 100)).expect("small"),

@@ -22,7 +22,7 @@ use autoharmonize_protocol::ids::{BootId, Channel, MemberId, RoomId, Round};
 use autoharmonize_protocol::member::{Config, Dest, Member, MemberEvent};
 use autoharmonize_protocol::time::{LocalTime, MeshTime, Nanos};
 use autoharmonize_protocol::transport::{Frames, Gain};
-use autoharmonize_protocol::wire::{EntryId, Role};
+use autoharmonize_protocol::wire::{EntryId, Role, ViewChange};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -120,6 +120,11 @@ pub struct Metrics {
     pub delivered: u64,
     /// First violation found, for the failure message.
     pub first_violation: Option<String>,
+    /// Every commit a member made: (true time, process, room, entry).
+    pub decisions: Vec<(u64, usize, RoomId, EntryId)>,
+    /// Members removed from a room's view: (true time of the first commit
+    /// of the change, room, member, whether it said goodbye).
+    pub removals: Vec<(u64, RoomId, MemberId, bool)>,
 }
 
 /// A simulated room.
@@ -602,8 +607,20 @@ impl Sim {
                 None => {
                     self.metrics.rounds_decided += 1;
                     self.commits.insert((room, a.entry.id.round), c);
+                    for change in &a.entry.changes {
+                        match *change {
+                            ViewChange::Evict(id) => {
+                                self.metrics.removals.push((now, room, id, false));
+                            }
+                            ViewChange::Leave(id) => {
+                                self.metrics.removals.push((now, room, id, true));
+                            }
+                            ViewChange::Join(_) => {}
+                        }
+                    }
                 }
             }
+            self.metrics.decisions.push((now, i, room, a.entry.id));
             // Commit gaps of the busiest room.
             let last = self.last_commit_seen.entry(room).or_insert(now);
             if now > *last {
@@ -727,6 +744,40 @@ impl Sim {
             .iter()
             .all(|s| s.view.len() == statuses.len() && s.leader == statuses[0].leader);
         view_ok && hi - lo <= slack
+    }
+
+    /// Runs in 10 ms steps until [`Sim::converged`] holds or `limit` ns
+    /// pass; returns how long it took, or None.
+    pub fn run_until_converged(&mut self, slack: u64, limit: u64) -> Option<u64> {
+        let start = self.now;
+        while !self.converged(slack) {
+            if self.now >= start + limit {
+                return None;
+            }
+            self.run_until(self.now + ms(10));
+        }
+        Some(self.now - start)
+    }
+
+    /// Process index of the current leader of the largest room, if any.
+    #[must_use]
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.member(i).is_some_and(Member::is_leader))
+    }
+
+    /// Processes whose committed view contains `id`.
+    #[must_use]
+    pub fn holders_of(&self, id: MemberId) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.member(i).is_some_and(|m| {
+                    m.status(self.local(i, self.now))
+                        .view
+                        .iter()
+                        .any(|v| v.id == id)
+                })
+            })
+            .collect()
     }
 
     /// True time process `i` started its current incarnation.

@@ -27,6 +27,8 @@ pub(super) struct Candidacy {
     granted: BTreeSet<MemberId>,
     /// When it started; a campaign that stalls is retried.
     started: LocalTime,
+    /// When the campaign was last sent to those that have not answered.
+    last_sent: LocalTime,
 }
 
 impl Member {
@@ -60,8 +62,14 @@ impl Member {
         let hb = self.timing().heartbeat.0;
         let wait = Nanos(self.cfg.election_after.0 + hb * rank as u64);
         if let Role2::Candidate(c) = &self.role {
-            // Retry a stalled campaign after another full wait.
+            // Retry a stalled campaign after another full wait; until then
+            // ask again, each heartbeat, the speakers that have not granted:
+            // with a bare majority every ballot counts, and one lost datagram
+            // must not cost a whole election timeout.
             if now.since(c.started) < Nanos(wait.0 + 2 * hb) {
+                if now.since(c.last_sent) >= Nanos(hb) {
+                    self.send_campaign(now);
+                }
                 return;
             }
         } else if now.since(self.last_leader_contact) < wait {
@@ -76,7 +84,8 @@ impl Member {
             self.term = term;
             self.voted_for = Some(self.id);
             self.counters.campaigns += 1;
-            if self.leader.take().is_some() {
+            if let Some(old) = self.leader.take() {
+                self.previous_leader = Some(old);
                 self.push_event(MemberEvent::LeaderChanged { leader: None });
             }
         }
@@ -87,23 +96,37 @@ impl Member {
             term,
             granted,
             started: now,
+            last_sent: now,
         });
+        self.send_campaign(now);
+        // A room of one wins at once.
+        self.count_ballots(now);
+    }
+
+    /// Sends our campaign to every speaker (of both views while a change is
+    /// in flight) that has not granted it yet.
+    fn send_campaign(&mut self, now: LocalTime) {
+        let Role2::Candidate(c) = &mut self.role else {
+            return;
+        };
         let Some(r) = self.replica.as_ref() else {
             return;
         };
-        let last = r.last();
-        let view = r.log_view();
-        let speakers: Vec<MemberId> = view
+        c.last_sent = now;
+        let speakers: Vec<MemberId> = r
+            .view
             .speakers()
+            .chain(r.log_view().speakers())
             .map(|m| m.id)
-            .filter(|&id| id != self.id)
+            .filter(|&id| id != self.id && !c.granted.contains(&id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
+        let (pre, term, last) = (c.pre, c.term, r.last());
         let mut hdr = self.header();
         hdr.term = term;
         let msg = Message::Campaign(Campaign { hdr, pre, last });
         self.push_transmit(Dest::Members(speakers), &msg);
-        // A room of one wins at once.
-        self.count_ballots(now);
     }
 
     pub(super) fn on_campaign(&mut self, now: LocalTime, c: Campaign) {

@@ -248,6 +248,15 @@ pub struct Status {
     pub counters: Counters,
 }
 
+/// Clock samples taken one per round before probing slows down.
+const SETTLE_SAMPLES: u64 = 30;
+
+/// Once settled, a follower probes the reference every this many rounds
+/// (five times a second at the default heartbeat). Snapcast probes about once
+/// a second after its initial burst; we probe more often because the
+/// estimator's accuracy under heavy jitter grows with the number of samples.
+const PROBE_EVERY: u64 = 2;
+
 /// Bound on queued outputs; a caller that never polls loses the oldest.
 const MAX_OUTPUTS: usize = 4096;
 
@@ -277,9 +286,9 @@ enum Role2 {
 struct LeaderState {
     /// Highest round each member is known to hold in our term.
     matched: BTreeMap<MemberId, Round>,
-    /// Whether an entry of our term has committed (required before view
-    /// changes, as in Raft).
-    committed_in_term: bool,
+    /// The leader we replaced: it was silent for `election_after` already,
+    /// so it is removed without waiting for the eviction timeout.
+    predecessor: Option<MemberId>,
     /// Members that said goodbye, to remove.
     leaving: VecDeque<MemberId>,
     /// Members asking to join: info and the clock sample for their snapshot.
@@ -310,6 +319,8 @@ pub struct Member {
     term: Term,
     voted_for: Option<MemberId>,
     leader: Option<MemberId>,
+    /// The last leader we followed, after we stopped following it.
+    previous_leader: Option<MemberId>,
     role: Role2,
     /// Mapping from our clock to mesh time; frozen while we lead.
     clock: Option<MeshClock>,
@@ -319,6 +330,8 @@ pub struct Member {
     last_tick: Option<LocalTime>,
     last_leader_contact: LocalTime,
     last_any_contact: LocalTime,
+    /// When our commit point last moved (or a snapshot was installed).
+    last_commit_advance: Option<LocalTime>,
     /// Last time each peer was heard directly, and by others' evidence.
     heard: BTreeMap<MemberId, LocalTime>,
     /// Round in which we last sent our heartbeat.
@@ -352,6 +365,7 @@ impl Member {
             term: Term(0),
             voted_for: None,
             leader: None,
+            previous_leader: None,
             role: Role2::Follower,
             clock: None,
             estimator: ClockEstimator::new(),
@@ -359,6 +373,7 @@ impl Member {
             last_tick: None,
             last_leader_contact: now,
             last_any_contact: now,
+            last_commit_advance: None,
             heard: BTreeMap::new(),
             heartbeat_round: None,
             last_snapshot_request: None,
@@ -444,16 +459,17 @@ impl Member {
         }
     }
 
-    /// Whether votes cast now can be decided: in a room, following a leader
-    /// heard recently (or leading with a quorum in reach).
+    /// Whether votes cast now can be decided: in a room whose commit point
+    /// advanced recently. A healthy room commits every round, so a side
+    /// without a quorum turns read-only within `election_after` even while
+    /// its own leader is still talking to it.
     fn writable(&self, now: LocalTime) -> bool {
-        if !matches!(self.phase, Phase::Member) || self.leader.is_none() {
-            return false;
-        }
-        match &self.role {
-            Role2::Leader(_) => self.quorum_heard(now),
-            _ => now.since(self.last_leader_contact) < self.cfg.election_after,
-        }
+        matches!(self.phase, Phase::Member)
+            && self.leader.is_some()
+            && self
+                .last_commit_advance
+                .is_some_and(|t| now.since(t) < self.cfg.election_after)
+            && (!self.is_leader() || self.quorum_heard(now))
     }
 
     // ----- outputs -----------------------------------------------------
@@ -650,6 +666,9 @@ impl Member {
         let was_leader = self.is_leader();
         self.role = Role2::Follower;
         if self.leader != leader {
+            if self.leader.is_some_and(|l| l != self.id) {
+                self.previous_leader = self.leader;
+            }
             self.leader = leader;
             if leader.is_some() && !was_leader {
                 // A new time reference: restart the estimate, keep using the
@@ -675,7 +694,6 @@ impl Member {
         };
         let in_view = r.log_view().get(h.hdr.from).is_some();
         let epoch_matches = h.view_epoch == r.view_epoch;
-        let view_ids: Vec<MemberId> = r.view.members().iter().map(|m| m.id).collect();
         let mismatch = r.digest_at(h.commit).is_some_and(|d| d != h.digest);
         if h.leader == Some(h.hdr.from)
             && h.hdr.term >= self.term
@@ -693,13 +711,15 @@ impl Member {
             let m = ls.matched.entry(h.hdr.from).or_insert(h.last.round);
             *m = (*m).max(h.last.round);
         }
-        if epoch_matches {
+        if epoch_matches && h.heard != 0 {
             // Others' evidence that members are alive (Lifeguard-style:
             // never evict someone a peer still hears).
-            let evidence = now
-                .since(LocalTime(0))
-                .0
-                .saturating_sub(self.cfg.timing.heartbeat.0);
+            let evidence = now.0.saturating_sub(self.cfg.timing.heartbeat.0);
+            let view_ids: Vec<MemberId> = self
+                .replica
+                .as_ref()
+                .map(|r| r.view.members().iter().map(|m| m.id).collect())
+                .unwrap_or_default();
             for (i, id) in view_ids.iter().enumerate().take(64) {
                 if h.heard & (1u64 << i) != 0 && *id != self.id {
                     let t = self.heard.entry(*id).or_insert(LocalTime(evidence));
@@ -708,13 +728,15 @@ impl Member {
             }
         }
         let t2 = self.mesh_time(now).unwrap_or_default();
-        let reply = Message::ClockReply(ClockReply {
-            hdr: self.header(),
-            t1: h.sent_at,
-            t2,
-            t3: t2,
-        });
-        self.push_transmit(Dest::Member(h.hdr.from), &reply);
+        if h.sent_at != LocalTime(0) {
+            let reply = Message::ClockReply(ClockReply {
+                hdr: self.header(),
+                t1: h.sent_at,
+                t2,
+                t3: t2,
+            });
+            self.push_transmit(Dest::Member(h.hdr.from), &reply);
+        }
         if !in_view {
             // Someone of our room we no longer count: tell it who leads.
             self.beacon_to_stranger(now, h.hdr.from);
@@ -1116,6 +1138,7 @@ impl Member {
         let my_seq = replica.view.get(self.id).map_or(0, |m| m.last_seq);
         self.replica = Some(replica);
         self.phase = Phase::Member;
+        self.last_commit_advance = Some(now);
         self.counters.snapshots_installed += 1;
         if changed_room {
             for v in self.own.reset(my_seq) {
@@ -1158,7 +1181,7 @@ impl Member {
         self.heard.remove(&l.hdr.from);
         if self.leader == Some(l.hdr.from) {
             // The leader said goodbye: campaign without waiting it out.
-            self.leader = None;
+            self.previous_leader = self.leader.take();
             self.last_leader_contact = LocalTime(
                 now.0
                     .saturating_sub(self.cfg.election_after.0)
@@ -1270,6 +1293,7 @@ impl Member {
             transport,
         ));
         self.phase = Phase::Member;
+        self.last_commit_advance = Some(now);
         self.term = term;
         self.voted_for = Some(self.id);
         for v in self.own.reset(0) {
@@ -1353,10 +1377,14 @@ impl Member {
                 }
             }
         }
+        // Probe the reference every round until the estimate has settled,
+        // then every `PROBE_EVERY` rounds (`sent_at` zero: no probe).
+        let round = self.current_round(now).unwrap_or(Round(0));
+        let probe = self.estimator.sample_count() < SETTLE_SAMPLES || round.0 % PROBE_EVERY == 0;
         Message::Heartbeat(Heartbeat {
             hdr: self.header(),
-            round: self.current_round(now).unwrap_or(Round(0)),
-            sent_at: now,
+            round,
+            sent_at: if probe { now } else { LocalTime(0) },
             leader: self.leader,
             last: r.map(Replica::last).unwrap_or_default(),
             commit: r.map(|r| r.commit).unwrap_or_default(),
@@ -1383,7 +1411,14 @@ impl Member {
         // Our estimate of the old reference's clock becomes the reference.
         // (Leaders ignore clock replies, so the mapping stays as it is.)
         self.clock.get_or_insert(MeshClock::identity());
-        self.role = Role2::Leader(LeaderState::default());
+        let predecessor = self
+            .leader
+            .filter(|&l| l != self.id)
+            .or(self.previous_leader.take());
+        self.role = Role2::Leader(LeaderState {
+            predecessor,
+            ..LeaderState::default()
+        });
         if self.leader != Some(self.id) {
             self.leader = Some(self.id);
             self.push_event(MemberEvent::LeaderChanged {
@@ -1391,9 +1426,16 @@ impl Member {
             });
         }
         self.last_leader_contact = now;
-        // Fresh credit for everyone: we only start counting silence now.
-        for t in self.heard.values_mut() {
-            *t = (*t).max(now);
+        // Members we never heard (we may have just joined) get credit from
+        // now; the others' silence is already measured, since followers hear
+        // every member's heartbeats.
+        let ids: Vec<MemberId> = self
+            .replica
+            .as_ref()
+            .map(|r| r.log_view().members().iter().map(|m| m.id).collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.heard.entry(id).or_insert(now);
         }
         self.try_commit(now, false);
         self.send_append(now);
@@ -1519,8 +1561,11 @@ impl Member {
     }
 
     /// The view changes to seal now: goodbyes first, then the silent, then
-    /// newcomers, at most [`MAX_VIEW_CHANGES`]. Only after an entry of our
-    /// term committed (as in Raft) and while no other change is in flight.
+    /// newcomers, at most [`MAX_VIEW_CHANGES`], and only while no other
+    /// change is in flight (old-term entries included). Unlike Raft's
+    /// single-server changes, no entry of our own term needs to commit
+    /// first: every change is decided by joint quorums, and an uncommitted
+    /// change in our log blocks new ones (see `docs/protocol.md`).
     fn next_view_changes(&mut self, now: LocalTime) -> heapless::Vec<ViewChange, MAX_VIEW_CHANGES> {
         let mut out = heapless::Vec::new();
         let Some(r) = self.replica.as_ref() else {
@@ -1529,7 +1574,7 @@ impl Member {
         let Role2::Leader(ls) = &mut self.role else {
             return out;
         };
-        if !ls.committed_in_term || r.change_in_flight() {
+        if r.change_in_flight() {
             return out;
         }
         let mut view = r.log_view().clone();
@@ -1549,7 +1594,12 @@ impl Member {
             .filter(|m| m.id != self.id)
             .filter_map(|m| {
                 let last = self.heard.get(&m.id).copied().unwrap_or(LocalTime(0));
-                (now.since(last) >= self.cfg.evict_after).then_some((last, m.id))
+                let limit = if Some(m.id) == ls.predecessor {
+                    self.cfg.election_after
+                } else {
+                    self.cfg.evict_after
+                };
+                (now.since(last) >= limit).then_some((last, m.id))
             })
             .collect();
         silent.sort_unstable();
@@ -1576,13 +1626,14 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
-        let mut entries = heapless::Vec::new();
-        for e in r.uncommitted().take(MAX_CARRIED_ENTRIES) {
-            let _ = entries.push(e.clone());
+        let mut entries = heapless::Vec::<Entry, MAX_CARRIED_ENTRIES>::new();
+        for e in r.tail(MAX_CARRIED_ENTRIES) {
+            let _ = entries.push(e.clone()); // tail() yields at most the capacity
         }
+        let prev = entries.first().map_or(r.commit, |e| e.prev);
         let msg = Message::Append(Append {
             hdr,
-            prev: r.commit,
+            prev,
             entries,
             commit: r.commit,
             digest: r.digest,
@@ -1620,9 +1671,6 @@ impl Member {
         if let Some(t) = target {
             let before = r.commit;
             self.commit_to(now, t);
-            if let Role2::Leader(ls) = &mut self.role {
-                ls.committed_in_term = true;
-            }
             // Announce the new commit point at once rather than at the next
             // boundary: followers learn it about half a round earlier, which
             // is what lets `apply_delay` stay short.
@@ -1641,6 +1689,7 @@ impl Member {
         if applied.is_empty() {
             return;
         }
+        self.last_commit_advance = Some(now);
         let my_seq = r.view.get(self.id).map_or(0, |m| m.last_seq);
         let in_view = r.log_view().get(self.id).is_some();
         let view = r.view.clone();

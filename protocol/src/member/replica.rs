@@ -93,6 +93,10 @@ pub(crate) struct Replica {
     pub(crate) transport: Transport,
     pub(crate) digest: u64,
     log: VecDeque<Entry>,
+    /// The last few committed entries, so a leader can still send them to
+    /// followers that have not seen them (a leader that is a quorum on its
+    /// own commits an entry before any follower holds it).
+    recent: VecDeque<Entry>,
     /// `view` with every held entry's changes applied; recomputed whenever
     /// the log or the view changes, because it is read on every datagram.
     log_view: View,
@@ -171,6 +175,7 @@ impl Replica {
             transport,
             digest,
             log: VecDeque::new(),
+            recent: VecDeque::new(),
             digests,
         }
     }
@@ -195,6 +200,16 @@ impl Replica {
         self.log.iter()
     }
 
+    /// The newest `n` entries we hold, committed or not, oldest first: what
+    /// a leader sends so followers can extend their logs.
+    pub(crate) fn tail(&self, n: usize) -> impl Iterator<Item = &Entry> {
+        let total = self.recent.len() + self.log.len();
+        self.recent
+            .iter()
+            .chain(self.log.iter())
+            .skip(total.saturating_sub(n))
+    }
+
     /// Whether we hold `id` (as the committed tip or in the log).
     fn holds(&self, id: EntryId) -> bool {
         id == self.commit || self.log.iter().any(|e| e.id == id)
@@ -202,7 +217,8 @@ impl Replica {
 
     /// Digest we committed at `id`, if still remembered.
     pub(crate) fn digest_at(&self, id: EntryId) -> Option<u64> {
-        self.digests.iter().find(|(e, _)| *e == id).map(|&(_, d)| d)
+        self.digests.iter()
+            .rev().find(|(e, _)| *e == id).map(|&(_, d)| d)
     }
 
     /// The view as it will be once every held entry is committed: the one
@@ -245,10 +261,14 @@ impl Replica {
             .fold(committed, u32::max)
     }
 
-    /// Appends an entry sealed by us as leader. Returns false when the log
-    /// is at `depth` already.
+    /// Appends an entry sealed by us as leader. Returns false when `depth`
+    /// entries of the entry's term are uncommitted already. Entries of older
+    /// terms do not count: they commit only through an entry of the current
+    /// term (Raft), so a new leader that inherited a full log of them must
+    /// still be able to seal.
     pub(crate) fn seal(&mut self, mut entry: Entry, depth: usize) -> bool {
-        if self.log.len() >= depth.min(MAX_LOG) || entry.id.round <= self.last().round {
+        let own = self.log.iter().filter(|e| e.id.term == entry.id.term).count();
+        if own >= depth || self.log.len() >= MAX_LOG || entry.id.round <= self.last().round {
             return false;
         }
         entry.prev = self.last();
@@ -354,6 +374,10 @@ impl Replica {
             self.digests.pop_front();
         }
         self.digests.push_back((self.commit, self.digest));
+        if self.recent.len() >= crate::wire::MAX_CARRIED_ENTRIES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(entry.clone());
         Applied {
             entry,
             apply_at,
