@@ -323,8 +323,10 @@ pub enum Message {
 /// Largest possible encoded message, version byte included.
 pub const MAX_MESSAGE_SIZE: usize = 1 + Message::POSTCARD_MAX_SIZE;
 
-// Every message fits one datagram: checked when the crate compiles.
+// Every message fits one datagram, and a full view fits the snapshot parts:
+// checked when the crate compiles.
 const _: () = assert!(MAX_MESSAGE_SIZE <= MAX_DATAGRAM);
+const _: () = assert!(MAX_SNAPSHOT_PARTS * SNAPSHOT_MEMBERS_PER_PART >= MAX_MEMBERS);
 
 /// Why a datagram was not decoded. Small and `Copy`: decoding errors are
 /// counted, not carried around. None is worth retrying: drop the datagram.
@@ -637,7 +639,6 @@ mod tests {
             assert!(bytes.len() <= MAX_MESSAGE_SIZE && bytes.len() <= MAX_DATAGRAM);
             assert_eq!(Message::decode(&bytes), Ok(msg));
         }
-        assert!(MAX_SNAPSHOT_PARTS * SNAPSHOT_MEMBERS_PER_PART >= MAX_MEMBERS);
     }
 
     // ----- property tests ---------------------------------------------

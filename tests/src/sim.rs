@@ -502,14 +502,11 @@ impl Sim {
     }
 
     fn flush(&mut self, i: usize) {
-        loop {
-            let Some(t) = self.nodes[i]
-                .member
-                .as_mut()
-                .and_then(Member::poll_transmit)
-            else {
-                break;
-            };
+        while let Some(t) = self.nodes[i]
+            .member
+            .as_mut()
+            .and_then(Member::poll_transmit)
+        {
             let payload: Rc<[u8]> = t.payload.into();
             let targets: Vec<usize> = match t.dest {
                 Dest::Member(id) => self.index.get(&id).copied().into_iter().collect(),

@@ -234,6 +234,10 @@ pub struct Status {
     pub round: Option<Round>,
     /// Committed tip.
     pub commit: EntryId,
+    /// Last entry held (committed or not).
+    pub last: EntryId,
+    /// Entries held but not yet committed.
+    pub uncommitted: usize,
     /// Digest of the committed state.
     pub digest: u64,
     /// The committed view.
@@ -332,6 +336,8 @@ pub struct Member {
     last_any_contact: LocalTime,
     /// When our commit point last moved (or a snapshot was installed).
     last_commit_advance: Option<LocalTime>,
+    /// Since when we have been in a room whose view does not hold us.
+    outside_view_since: Option<LocalTime>,
     /// Last time each peer was heard directly, and by others' evidence.
     heard: BTreeMap<MemberId, LocalTime>,
     /// Round in which we last sent our heartbeat.
@@ -374,6 +380,7 @@ impl Member {
             last_leader_contact: now,
             last_any_contact: now,
             last_commit_advance: None,
+            outside_view_since: None,
             heard: BTreeMap::new(),
             heartbeat_round: None,
             last_snapshot_request: None,
@@ -439,6 +446,8 @@ impl Member {
             leader: self.leader,
             round: self.mesh_time(now).map(|t| self.timing().round_at(t)),
             commit: r.map(|r| r.commit).unwrap_or_default(),
+            last: r.map(Replica::last).unwrap_or_default(),
+            uncommitted: r.map_or(0, |r| r.uncommitted().len()),
             digest: r.map_or(0, |r| r.digest),
             view: r.map(|r| r.view.members().to_vec()).unwrap_or_default(),
             writable: self.writable(now),
@@ -533,14 +542,23 @@ impl Member {
     }
 
     /// Every other member of our view.
+    /// Every other member of the committed view and of the view the log
+    /// leads to: while a change is in flight both views decide, so both
+    /// must hear us (a member being removed still has to acknowledge the
+    /// entry that removes it, if the old view's quorum needs it).
     fn others(&self) -> Vec<MemberId> {
         self.replica.as_ref().map_or_else(Vec::new, |r| {
-            r.log_view()
+            let mut ids: Vec<MemberId> = r
+                .view
                 .members()
                 .iter()
+                .chain(r.log_view().members())
                 .map(|m| m.id)
                 .filter(|&id| id != self.id)
-                .collect()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
         })
     }
 
@@ -620,7 +638,18 @@ impl Member {
             return;
         }
         self.last_any_contact = now;
-        self.note_heard(hdr.from, now);
+        // A new incarnation of a view member is no evidence that the old
+        // one is alive (it restarted and lost its state): only a matching
+        // boot counts toward the failure detector and the leader's quorum.
+        let stale_incarnation = self.replica.as_ref().is_some_and(|r| {
+            [r.view.get(hdr.from), r.log_view().get(hdr.from)]
+                .into_iter()
+                .flatten()
+                .any(|m| m.boot != hdr.boot)
+        });
+        if !stale_incarnation {
+            self.note_heard(hdr.from, now);
+        }
         match msg {
             Message::Heartbeat(h) => self.on_heartbeat(now, h),
             Message::Append(a) => self.on_append(now, a),
@@ -692,7 +721,9 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
-        let in_view = r.log_view().get(h.hdr.from).is_some();
+        // Either view: a member whose removal is still uncommitted must be
+        // kept up to date, the old view's quorum may need it.
+        let in_view = r.view.get(h.hdr.from).is_some() || r.log_view().get(h.hdr.from).is_some();
         let epoch_matches = h.view_epoch == r.view_epoch;
         let mismatch = r.digest_at(h.commit).is_some_and(|d| d != h.digest);
         if h.leader == Some(h.hdr.from)
@@ -742,6 +773,8 @@ impl Member {
             self.beacon_to_stranger(now, h.hdr.from);
         } else if mismatch {
             self.send_snapshot(now, h.hdr.from, h.sent_at, t2);
+        } else {
+            self.catch_up(h.hdr.from, h.last, h.commit);
         }
         self.try_commit(now, true);
     }
@@ -780,9 +813,13 @@ impl Member {
                 };
                 let mine = (r.view.speaker_count(), r.room);
                 let theirs = (usize::from(h.room_size), their_room);
-                if from_leader && room_wins(theirs, mine) && self.cfg.role == Role::Speaker
-                    || from_leader && self.cfg.role == Role::Controller && room_wins(theirs, mine)
-                {
+                // A room that has not decided anything for a while may be
+                // dead (its quorum counts members that crashed): its size
+                // proves nothing, so a live room wins over it.
+                let stalled = self
+                    .last_commit_advance
+                    .is_none_or(|t| now.since(t) >= Nanos(2 * self.cfg.election_after.0));
+                if from_leader && (room_wins(theirs, mine) || stalled) {
                     // Merge: leave our room and join theirs.
                     let msg = Message::Leave(Leave { hdr: self.header() });
                     let dest = Dest::Members(self.others());
@@ -1109,10 +1146,10 @@ impl Member {
         let first = asm.parts[0].as_ref().expect("all parts present");
         let view = View::from_members(&members);
         let digest = Replica::digest_for(asm.commit, first.view_epoch, &view, &first.transport);
-        // A member not in the view is accepted only while seeking: it is
-        // being admitted and will find its Join in the log (a learner).
-        let learner = matches!(self.phase, Phase::Seeking { .. });
-        if digest != asm.digest || (view.get(self.id).is_none() && !learner) {
+        // A snapshot without us in its view is still taken from our own
+        // room's leader: we are being admitted and will find our Join in the
+        // log (a learner). If we never do, `tick_member` sends us seeking.
+        if digest != asm.digest {
             self.counters.stale += 1;
             return;
         }
@@ -1314,6 +1351,10 @@ impl Member {
 
     fn tick_member(&mut self, now: LocalTime) {
         self.expire_own_votes(now);
+        self.check_membership(now);
+        if !matches!(self.phase, Phase::Member) {
+            return;
+        }
         if self.is_leader() {
             self.tick_leader(now);
             return;
@@ -1380,7 +1421,8 @@ impl Member {
         // Probe the reference every round until the estimate has settled,
         // then every `PROBE_EVERY` rounds (`sent_at` zero: no probe).
         let round = self.current_round(now).unwrap_or(Round(0));
-        let probe = self.estimator.sample_count() < SETTLE_SAMPLES || round.0 % PROBE_EVERY == 0;
+        let probe =
+            self.estimator.sample_count() < SETTLE_SAMPLES || round.0.is_multiple_of(PROBE_EVERY);
         Message::Heartbeat(Heartbeat {
             hdr: self.header(),
             round,
@@ -1481,7 +1523,7 @@ impl Member {
         self.seal(now, to_seal);
         self.try_commit(now, false);
         self.send_append(now);
-        if round.0 % self.cfg.beacon_every.max(1) == 0 {
+        if round.0.is_multiple_of(self.cfg.beacon_every.max(1)) {
             let beacon = self.heartbeat_msg(now);
             self.push_transmit(Dest::Everyone, &beacon);
         }
@@ -1610,12 +1652,29 @@ impl Member {
             }
             let _ = view.apply(&c);
         }
+        // Admit only as many speakers as the speakers we hear can carry:
+        // those alone must stay a quorum of the new view, so the change
+        // commits whether or not the newcomers ever answer (a joiner that
+        // dies at once cannot wedge the room). Growth is still exponential.
+        let window = self.cfg.election_after;
+        let live: Vec<MemberId> = view
+            .speakers()
+            .map(|m| m.id)
+            .filter(|&id| {
+                id == self.id || self.heard.get(&id).is_some_and(|&t| now.since(t) < window)
+            })
+            .collect();
         for (_, (info, _, _)) in ls.joining.iter() {
             if out.is_full() || view.len() >= MAX_MEMBERS {
                 break;
             }
             let c = ViewChange::Join(*info);
-            let _ = view.apply(&c);
+            let mut next = view.clone();
+            let _ = next.apply(&c);
+            if info.role == Role::Speaker && !next.is_quorum(live.iter().copied()) {
+                continue;
+            }
+            view = next;
             let _ = out.push(c);
         }
         out
@@ -1641,6 +1700,48 @@ impl Member {
         let dest = Dest::Members(self.others());
         self.push_transmit(dest, &msg);
         self.heartbeat_round = self.current_round(now);
+    }
+
+    /// Sends a follower that lags behind our broadcast window the entries
+    /// that follow its last one (Raft's per-follower `nextIndex`, recomputed
+    /// from each heartbeat instead of stored). Without this, a follower that
+    /// lacks an entry older than the last few could never reconnect: the
+    /// entries it misses are not committed, so no snapshot holds them.
+    fn catch_up(&mut self, to: MemberId, last: EntryId, commit: EntryId) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        if last == r.last() {
+            return;
+        }
+        let from = if r.after(last, 0).is_some() {
+            last
+        } else {
+            commit
+        };
+        let Some(entries) = r.after(from, MAX_CARRIED_ENTRIES) else {
+            return; // too far behind: it will ask for a snapshot
+        };
+        let in_broadcast = r.tail(MAX_CARRIED_ENTRIES).next().is_some_and(|first| {
+            entries
+                .first()
+                .is_some_and(|e| e.id.round >= first.id.round)
+        });
+        if entries.is_empty() || in_broadcast {
+            return;
+        }
+        let mut carried = heapless::Vec::<Entry, MAX_CARRIED_ENTRIES>::new();
+        for e in entries {
+            let _ = carried.push(e); // `after` yields at most the capacity
+        }
+        let msg = Message::Append(Append {
+            hdr: self.header(),
+            prev: from,
+            entries: carried,
+            commit: r.commit,
+            digest: r.digest,
+        });
+        self.push_transmit(Dest::Member(to), &msg);
     }
 
     /// Commits the newest entry of our term that a quorum holds; with
@@ -1691,7 +1792,6 @@ impl Member {
         }
         self.last_commit_advance = Some(now);
         let my_seq = r.view.get(self.id).map_or(0, |m| m.last_seq);
-        let in_view = r.log_view().get(self.id).is_some();
         let view = r.view.clone();
         self.counters.committed += applied.len() as u64;
         let mut joined = Vec::new();
@@ -1710,16 +1810,28 @@ impl Member {
                 ls.joining.remove(id);
             }
         }
-        if !in_view && matches!(self.phase, Phase::Member) && !self.is_leader() {
-            // We were removed (evicted while cut off, or we left), or our
-            // admission was dropped by a leader change: look for
-            // the room again rather than follow a log we are not part of.
+    }
+
+    /// A member outside its room's view (evicted while cut off, or a learner
+    /// whose admission was dropped by a leader change) looks for the room
+    /// again after `discover_for`, rather than follow a log it is not in.
+    fn check_membership(&mut self, now: LocalTime) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        if r.view.get(self.id).is_some() || r.log_view().get(self.id).is_some() || self.is_leader()
+        {
+            self.outside_view_since = None;
+            return;
+        }
+        let since = *self.outside_view_since.get_or_insert(now);
+        if now.since(since) >= self.cfg.discover_for {
+            self.outside_view_since = None;
+            let target = self.leader.map(|l| (r.room, l));
+            self.role = Role2::Follower;
             self.phase = Phase::Seeking {
                 since: now,
-                target: self
-                    .leader
-                    .zip(Some(()))
-                    .map(|(l, ())| (self.replica.as_ref().map(|r| r.room).expect("in a room"), l)),
+                target,
                 last_request: None,
                 defer_to_lower: None,
             };

@@ -210,6 +210,28 @@ impl Replica {
             .skip(total.saturating_sub(n))
     }
 
+    /// The (up to `n`) entries that follow `id` in our chain, if we hold
+    /// `id` as a recent committed entry, the committed tip, or in the log:
+    /// what a follower whose last entry is `id` needs next.
+    pub(crate) fn after(&self, id: EntryId, n: usize) -> Option<Vec<Entry>> {
+        let chain: Vec<&Entry> = self.recent.iter().chain(self.log.iter()).collect();
+        let start = if let Some(i) = chain.iter().position(|e| e.id == id) {
+            i + 1
+        } else if id == self.commit {
+            self.recent.len()
+        } else {
+            return None;
+        };
+        Some(
+            chain
+                .iter()
+                .skip(start)
+                .take(n)
+                .map(|e| (*e).clone())
+                .collect(),
+        )
+    }
+
     /// Whether we hold `id` (as the committed tip or in the log).
     fn holds(&self, id: EntryId) -> bool {
         id == self.commit || self.log.iter().any(|e| e.id == id)
@@ -217,8 +239,11 @@ impl Replica {
 
     /// Digest we committed at `id`, if still remembered.
     pub(crate) fn digest_at(&self, id: EntryId) -> Option<u64> {
-        self.digests.iter()
-            .rev().find(|(e, _)| *e == id).map(|&(_, d)| d)
+        self.digests
+            .iter()
+            .rev()
+            .find(|(e, _)| *e == id)
+            .map(|&(_, d)| d)
     }
 
     /// The view as it will be once every held entry is committed: the one
@@ -267,7 +292,11 @@ impl Replica {
     /// term (Raft), so a new leader that inherited a full log of them must
     /// still be able to seal.
     pub(crate) fn seal(&mut self, mut entry: Entry, depth: usize) -> bool {
-        let own = self.log.iter().filter(|e| e.id.term == entry.id.term).count();
+        let own = self
+            .log
+            .iter()
+            .filter(|e| e.id.term == entry.id.term)
+            .count();
         if own >= depth || self.log.len() >= MAX_LOG || entry.id.round <= self.last().round {
             return false;
         }
