@@ -16,6 +16,7 @@
 //! - [`choice`]: the deterministic choice function over one round's votes.
 //! - [`clock`]: NTP-style offset and drift estimation.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
+//! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`member`]: the state machine of one member (rounds, election, sealing,
 //!   commit, membership, state transfer).
 //!
@@ -30,6 +31,7 @@ pub mod event;
 pub mod ids;
 pub mod member;
 pub mod membership;
+pub mod seal;
 pub mod time;
 pub mod transport;
 pub mod wire;
