@@ -1,3 +1,4 @@
 //! Test support for Autoharmonize (deterministic simulation).
 
+pub mod netns;
 pub mod sim;

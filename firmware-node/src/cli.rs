@@ -1,0 +1,64 @@
+//! The command line of `autoharmonize-node`: config flags plus logging flags.
+//!
+//! Help texts are written for a person installing a speaker, not for the
+//! developers: each option says what it changes in words and names its
+//! config-file key, so the two can be looked up in either direction.
+
+use clap::Parser;
+
+use crate::config::ConfigArgs;
+use crate::logging::LogArgs;
+
+/// Exit code for a configuration a person must fix (also used by clap for
+/// unusable flags). A systemd unit can stop restarting on it with
+/// `RestartPreventExitStatus=2`.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Parsed command line.
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "autoharmonize-node",
+    version,
+    about = "Autoharmonize speaker daemon: finds the other speakers in the room and plays its part of the song in sync with them.",
+    long_about = "Autoharmonize speaker daemon: finds the other speakers in the room and plays \
+its part of the song in sync with them.\n\n\
+Settings come from /etc/autoharmonize/node.toml (or the file given with --config); \
+every setting can also be given as an option below, and an option wins over the file. \
+Only the room's secret is required (secret_file in the file, or --secret-file); \
+if the default config file does not exist, the options alone are used.",
+    after_long_help = "Exit status: 0 on a clean stop, 1 on a runtime failure, 2 when the \
+configuration must be fixed (the reason is printed as one line starting with \
+\"config error:\")."
+)]
+pub struct Cli {
+    /// Configuration keys.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_config_option_names_its_key() {
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["config", "log_format", "log_level", "help", "version"].contains(&id) {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains("[key: "), "--{id} help lacks its key: {help}");
+        }
+    }
+}
