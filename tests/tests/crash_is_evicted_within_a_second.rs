@@ -16,7 +16,10 @@ fn crashed_member_is_removed_within_one_second() {
     let mut worst_gap = 0;
     for seed in 0..10 {
         let mut sim = Sim::new(seed, 6, 0, net.clone());
-        assert!(sim.run_until_converged(2, ms(5_000)).is_some(), "seed {seed}: no room");
+        assert!(
+            sim.run_until_converged(2, ms(5_000)).is_some(),
+            "seed {seed}: no room"
+        );
         for k in 0..4 {
             // Alternate between killing the leader and a follower.
             let victim = if k % 2 == 0 {

@@ -16,7 +16,10 @@ fn minority_is_read_only_and_converges_after_heal() {
     let mut worst_heal = 0;
     for seed in 0..12 {
         let mut sim = Sim::new(seed, 5, 0, net.clone());
-        assert!(sim.run_until_converged(2, ms(5_000)).is_some(), "seed {seed}: no room");
+        assert!(
+            sim.run_until_converged(2, ms(5_000)).is_some(),
+            "seed {seed}: no room"
+        );
         sim.run_with_votes(ms(2_000), 2.0);
         // Cut off two members; every other seed the leader is among them.
         let leader = sim.leader().expect("formed room has a leader");
@@ -38,7 +41,10 @@ fn minority_is_read_only_and_converges_after_heal() {
                     channel: Channel::All,
                 },
             );
-            assert!(!accepted, "seed {seed}: minority member {i} accepted a vote");
+            assert!(
+                !accepted,
+                "seed {seed}: minority member {i} accepted a vote"
+            );
         }
         let before = sim.metrics.decisions.len();
         sim.run_with_votes(ms(2_400), 2.0);
@@ -54,7 +60,8 @@ fn minority_is_read_only_and_converges_after_heal() {
         );
         sim.heal();
         let healed = sim.run_until_converged(2, ms(3_000));
-        let took = healed.unwrap_or_else(|| panic!("seed {seed}: no convergence {:?}", sim.rooms()));
+        let took =
+            healed.unwrap_or_else(|| panic!("seed {seed}: no convergence {:?}", sim.rooms()));
         assert!(
             took <= ms(500),
             "seed {seed}: converged {} ms after heal (cut at {} ms)",

@@ -13,7 +13,10 @@ fn no_live_member_is_evicted_under_heavy_loss() {
     };
     for seed in 0..6 {
         let mut sim = Sim::new(seed, 8, 1, net.clone());
-        assert!(sim.run_until_converged(2, ms(8_000)).is_some(), "seed {seed}: no room");
+        assert!(
+            sim.run_until_converged(2, ms(8_000)).is_some(),
+            "seed {seed}: no room"
+        );
         let formed = sim.now();
         sim.run_with_votes(ms(60_000), 1.0);
         sim.finish();
@@ -24,7 +27,10 @@ fn no_live_member_is_evicted_under_heavy_loss() {
             .iter()
             .filter(|r| r.0 > formed)
             .collect();
-        assert!(evicted.is_empty(), "seed {seed}: live members evicted: {evicted:?}");
+        assert!(
+            evicted.is_empty(),
+            "seed {seed}: live members evicted: {evicted:?}"
+        );
         assert!(
             sim.run_until_converged(2, ms(1_000)).is_some(),
             "seed {seed}: {:?}",

@@ -30,11 +30,18 @@ fn deaf_or_mute_member_does_not_stall_the_room() {
     };
     for seed in 0..12 {
         let mut sim = Sim::new(seed, 5, 0, net.clone());
-        assert!(sim.run_until_converged(2, ms(5_000)).is_some(), "seed {seed}: no room");
+        assert!(
+            sim.run_until_converged(2, ms(5_000)).is_some(),
+            "seed {seed}: no room"
+        );
         let leader = sim.leader().expect("leader");
         // Seeds alternate: the leader goes mute, the leader goes deaf, a
         // follower goes mute, a follower goes deaf.
-        let victim = if seed % 4 < 2 { leader } else { (leader + 1) % 5 };
+        let victim = if seed % 4 < 2 {
+            leader
+        } else {
+            (leader + 1) % 5
+        };
         let mute = seed % 2 == 0;
         for other in (0..5).filter(|&o| o != victim) {
             if mute {
