@@ -33,7 +33,8 @@ pub struct NetConfig {
     pub loss: f64,
     /// Probability a datagram is delivered twice.
     pub duplicate: f64,
-    /// Per-link base one-way latency is drawn uniformly from this range (ns).
+    /// Per-pair base one-way latency (the same both ways) is drawn uniformly
+    /// from this range (ns).
     pub base_latency: (u64, u64),
     /// Extra one-way delay, uniform in `[0, jitter]` per datagram (ns);
     /// it also reorders datagrams.
@@ -530,9 +531,14 @@ impl Sim {
             return;
         }
         let (lo, hi) = self.net.base_latency;
+        // One base latency per pair, the same both ways (a switched LAN);
+        // jitter supplies the asymmetry. A constant one-way asymmetry is
+        // invisible to any round-trip clock estimate, so it would only
+        // measure the link, not the protocol.
+        let pair = (from.min(to), from.max(to));
         let base = *self
             .link_latency
-            .entry((from, to))
+            .entry(pair)
             .or_insert_with(|| self.rng.random_range(lo..=hi.max(lo)));
         let copies = if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate) {
             2
