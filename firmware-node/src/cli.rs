@@ -37,6 +37,43 @@ pub struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
+    /// Test-only options (hidden).
+    #[command(flatten)]
+    pub test: TestArgs,
+}
+
+/// Options for tests that run several nodes on one machine. Hidden from
+/// `--help`: a speaker never needs them. Documented in docs/testing.md.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TestArgs {
+    /// Shift this node's clock by this many milliseconds (test only).
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub test_clock_offset_ms: u64,
+    /// Make this node's clock run fast (positive) or slow by this many parts
+    /// per million (test only).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "PPM",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub test_clock_skew_ppm: f64,
+}
+
+impl TestArgs {
+    /// The node's clock, with the test offset and skew if any.
+    #[must_use]
+    pub fn clock(&self) -> crate::clock::LocalClock {
+        if self.test_clock_offset_ms == 0 && self.test_clock_skew_ppm == 0.0 {
+            crate::clock::LocalClock::system()
+        } else {
+            crate::clock::LocalClock::skewed(
+                std::time::Duration::from_millis(self.test_clock_offset_ms),
+                self.test_clock_skew_ppm,
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -54,7 +91,17 @@ mod tests {
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();
-            if ["config", "log_format", "log_level", "help", "version"].contains(&id) {
+            if [
+                "config",
+                "log_format",
+                "log_level",
+                "help",
+                "version",
+                "test_clock_offset_ms",
+                "test_clock_skew_ppm",
+            ]
+            .contains(&id)
+            {
                 continue;
             }
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();

@@ -1,5 +1,11 @@
 //! The speaker's persistent identity: a random [`MemberId`] created on first
-//! start and kept in `state_dir/member-id` across restarts and updates.
+//! start and kept in `state_dir/member-id` across restarts and updates, and
+//! a boot epoch counted up and made durable at every start
+//! (`state_dir/boot-epoch`).
+//!
+//! The epoch is the member's incarnation ([`BootId`]) and the envelope's key
+//! epoch: ordered, so peers refuse datagrams of an earlier run (replays), and
+//! never reused, so no (key, nonce) pair ever repeats after a restart.
 //!
 //! Invariant: once written, the id never changes by itself. A file that
 //! does not parse is an error for a person to resolve, never a reason to
@@ -14,12 +20,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use autoharmonize_protocol::MemberId;
+use autoharmonize_protocol::{BootId, MemberId};
 
 use crate::config::ConfigError;
 
 /// Name of the id file inside the state directory.
 pub const FILE_NAME: &str = "member-id";
+
+/// Name of the boot epoch file inside the state directory.
+pub const EPOCH_FILE_NAME: &str = "boot-epoch";
 
 /// Where the id lives for a given state directory.
 #[must_use]
@@ -40,7 +49,7 @@ pub fn load_or_create(state_dir: &Path) -> Result<MemberId, ConfigError> {
         Ok(bytes) => parse(&file, &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = MemberId(random_u64(&file)?);
-            write_atomically(state_dir, &file, id)?;
+            write_atomically(state_dir, &file, &format!("{id}\n"))?;
             Ok(id)
         }
         Err(source) => Err(ConfigError::State {
@@ -75,7 +84,44 @@ fn random_u64(file: &Path) -> Result<u64, ConfigError> {
     })
 }
 
-fn write_atomically(state_dir: &Path, file: &Path, id: MemberId) -> Result<(), ConfigError> {
+/// Counts the boot epoch up, makes the new value durable, and returns it.
+/// The first start gets epoch 1.
+///
+/// # Errors
+/// [`ConfigError::State`] if the file cannot be read or written (the node
+/// must not start with an epoch it could reuse);
+/// [`ConfigError::MemberIdCorrupt`] if the file holds anything but a number,
+/// or the counter is exhausted.
+pub fn next_boot_epoch(state_dir: &Path) -> Result<BootId, ConfigError> {
+    let file = state_dir.join(EPOCH_FILE_NAME);
+    let corrupt = |problem: String| ConfigError::MemberIdCorrupt {
+        path: file.clone(),
+        problem,
+    };
+    let previous = match std::fs::read_to_string(&file) {
+        Ok(text) => text.trim_end().parse::<u32>().map_err(|_| {
+            corrupt(format!(
+                "the file holds {:?}",
+                text.chars().take(16).collect::<String>()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(source) => {
+            return Err(ConfigError::State {
+                path: file,
+                action: "read",
+                source,
+            });
+        }
+    };
+    let next = previous
+        .checked_add(1)
+        .ok_or_else(|| corrupt("the boot counter is exhausted".into()))?;
+    write_atomically(state_dir, &file, &format!("{next}\n"))?;
+    Ok(BootId(next))
+}
+
+fn write_atomically(state_dir: &Path, file: &Path, contents: &str) -> Result<(), ConfigError> {
     let state = |path: &Path, action: &'static str| {
         let path = path.to_path_buf();
         move |source| ConfigError::State {
@@ -87,10 +133,13 @@ fn write_atomically(state_dir: &Path, file: &Path, id: MemberId) -> Result<(), C
     std::fs::create_dir_all(state_dir).map_err(state(state_dir, "create the directory"))?;
     // The pid keeps two processes racing on one state dir from writing into
     // the same temporary file; the rename makes the last one win whole.
-    let tmp = state_dir.join(format!(".{FILE_NAME}.tmp.{}", std::process::id()));
+    let name = file
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = state_dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{id}")?;
+        f.write_all(contents.as_bytes())?;
         // Durable before it becomes visible under its real name.
         f.sync_all()
     };
@@ -100,7 +149,7 @@ fn write_atomically(state_dir: &Path, file: &Path, id: MemberId) -> Result<(), C
     }
     if let Err(source) = std::fs::rename(&tmp, file) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(state(file, "rename the new id into place")(source));
+        return Err(state(file, "rename the new file into place")(source));
     }
     // Make the rename itself durable. Opening a directory for fsync works on
     // Linux; where it does not, the id is still written, only less durably.
@@ -129,6 +178,20 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+    }
+
+    #[test]
+    fn boot_epochs_count_up_and_are_durable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(next_boot_epoch(dir.path()).expect("first"), BootId(1));
+        assert_eq!(next_boot_epoch(dir.path()).expect("second"), BootId(2));
+        let text = std::fs::read_to_string(dir.path().join(EPOCH_FILE_NAME)).expect("file");
+        assert_eq!(text, "2\n");
+        std::fs::write(dir.path().join(EPOCH_FILE_NAME), "garbage").expect("write");
+        assert!(matches!(
+            next_boot_epoch(dir.path()),
+            Err(ConfigError::MemberIdCorrupt { .. })
+        ));
     }
 
     #[test]

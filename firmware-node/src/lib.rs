@@ -4,8 +4,11 @@
 //! Modules so far:
 //! - [`cli`]: the command line.
 //! - [`config`]: the configuration file and flags, validated.
-//! - [`member_id`]: the speaker's persistent identity.
+//! - [`identity`]: the speaker's persistent id and boot epoch.
 //! - [`logging`]: log output.
+//! - [`clock`]: the local clock every protocol input is stamped with.
+//! - [`mesh`]: the UDP mesh loop driving the protocol core.
+//! - [`status`]: the loopback status and control endpoint.
 //!
 //! The binary (`src/main.rs`) only strings these together; logic lives here
 //! so tests can reach it.
@@ -14,6 +17,9 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod identity;
 pub mod logging;
-pub mod member_id;
+pub mod mesh;
+pub mod status;

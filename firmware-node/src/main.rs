@@ -3,11 +3,16 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
-use autoharmonize_node::config::{Config, ConfigError};
-use autoharmonize_node::{logging, member_id};
-use autoharmonize_protocol::MemberId;
+use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
+use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
+use autoharmonize_node::{identity, logging, status};
+use autoharmonize_protocol::seal::GroupKey;
+use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 fn main() -> ExitCode {
@@ -22,7 +27,7 @@ fn main() -> ExitCode {
     if let Some(warning) = log_warning {
         warn!("{warning}");
     }
-    let (config, member) = match prepare(&cli) {
+    let (config, member, boot) = match prepare(&cli) {
         Ok(prepared) => prepared,
         Err(e) => {
             // One line, no log decoration: it is what a person reads first.
@@ -30,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(&config, member) {
+    match run(&cli, &config, member, boot) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -40,24 +45,80 @@ fn main() -> ExitCode {
 }
 
 /// Everything a person may have to fix before the node can run.
-fn prepare(cli: &Cli) -> Result<(Config, MemberId), ConfigError> {
+fn prepare(cli: &Cli) -> Result<(Config, MemberId, BootId), ConfigError> {
     let config = Config::load(&cli.config)?;
     for warning in &config.warnings {
         warn!("{warning}");
     }
     debug!(?config, "resolved configuration");
-    let member = member_id::load_or_create(&config.state_dir)?;
-    Ok((config, member))
+    let member = identity::load_or_create(&config.state_dir)?;
+    let boot = identity::next_boot_epoch(&config.state_dir)?;
+    Ok((config, member, boot))
 }
 
-fn run(config: &Config, member: MemberId) -> anyhow::Result<()> {
+fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Result<()> {
     info!(
         %member,
+        boot = boot.0,
         name = %config.name,
         listen = %config.listen,
         "autoharmonize-node starting"
     );
-    // The mesh, discovery, audio and GPIO loops replace this.
-    info!("the mesh is not wired yet; exiting");
+    let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
+    let stem = match config.channel {
+        ChannelSpec::Index(i) => Some(i),
+        ChannelSpec::All | ChannelSpec::Name(_) => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    runtime.block_on(async {
+        let socket = UdpSocket::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the mesh socket to {}", config.listen))?;
+        let listener = status::bind(config.status_listen)
+            .await
+            .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
+        let (mesh, status_rx) = Mesh::new(MeshSetup {
+            id: member,
+            boot,
+            name: config.name.clone(),
+            member: mesh::member_config(config.heartbeat_ms, stem),
+            key,
+            socket,
+            peers: config.peers.clone(),
+            clock: cli.test.clock(),
+        });
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        // Discovery feeds this channel once it is wired.
+        let (_discovered_tx, discovered_rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            if let Err(e) = status::serve(listener, status_rx, commands_tx).await {
+                warn!("status endpoint stopped: {e}");
+            }
+        });
+        info!(status = %config.status_listen, "status endpoint listening");
+        mesh.run(shutdown_signal(), commands_rx, discovered_rx)
+            .await
+            .context("the mesh socket failed")
+    })?;
+    info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot listen for signals; stop the node with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
 }

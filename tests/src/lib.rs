@@ -1,4 +1,5 @@
 //! Test support for Autoharmonize (deterministic simulation).
 
 pub mod netns;
+pub mod room;
 pub mod sim;

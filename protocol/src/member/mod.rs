@@ -201,6 +201,8 @@ pub struct Counters {
     pub stale: u64,
     /// Dropped: claimed to come from this member.
     pub self_sent: u64,
+    /// Dropped: the header named another sender than the envelope proved.
+    pub impersonations: u64,
     /// Snapshots installed.
     pub snapshots_installed: u64,
     /// Elections this member started (real campaigns, not pre-votes).
@@ -620,6 +622,30 @@ impl Member {
     /// Handles one received datagram. Anything malformed, stale or
     /// unexpected is counted and dropped; nothing here panics.
     pub fn handle_datagram(&mut self, now: LocalTime, bytes: &[u8]) {
+        self.handle_inner(now, None, bytes);
+    }
+
+    /// Handles a datagram whose envelope proved it comes from `sender` with
+    /// incarnation `boot` (see [`crate::seal`]). A message whose header
+    /// claims another sender or incarnation is dropped and counted: the
+    /// group secret authenticates room members, and this binds the message
+    /// to the one that sealed it.
+    pub fn handle_authenticated(
+        &mut self,
+        now: LocalTime,
+        sender: MemberId,
+        boot: BootId,
+        bytes: &[u8],
+    ) {
+        self.handle_inner(now, Some((sender, boot)), bytes);
+    }
+
+    fn handle_inner(
+        &mut self,
+        now: LocalTime,
+        sealed_by: Option<(MemberId, BootId)>,
+        bytes: &[u8],
+    ) {
         self.counters.received += 1;
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
@@ -635,6 +661,10 @@ impl Member {
         let hdr = *msg.header();
         if hdr.from == self.id {
             self.counters.self_sent += 1;
+            return;
+        }
+        if sealed_by.is_some_and(|s| s != (hdr.from, hdr.boot)) {
+            self.counters.impersonations += 1;
             return;
         }
         self.last_any_contact = now;

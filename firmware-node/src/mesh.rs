@@ -1,0 +1,479 @@
+//! The mesh loop: one UDP socket, the protocol core, and the envelope.
+//!
+//! Every received datagram is opened (authenticated, replay-checked) before
+//! the protocol sees a byte of it; every datagram the protocol emits is
+//! sealed before it leaves. The loop drives [`Member`] in the order its
+//! documentation gives: inputs, then transmits, then events, then the next
+//! timeout. It also keeps the address book that turns member ids into
+//! socket addresses (learned from authenticated datagrams, discovery and
+//! static peers) and publishes a status snapshot for the loopback endpoint.
+//!
+//! Invariant: nothing here blocks on anything but the socket, the timer and
+//! the command channel; the audio threads are never waited for.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
+use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
+use autoharmonize_protocol::wire::{Role, ViewChange};
+use autoharmonize_protocol::{BootId, MemberId, Nanos};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::clock::LocalClock;
+use crate::status::{
+    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ProtocolCounters,
+    ViewMember,
+};
+
+/// Most member addresses remembered; the oldest entry goes first.
+const MAX_BOOK: usize = 256;
+
+/// Decisions kept for the status page.
+const DECISIONS_KEPT: usize = 32;
+
+/// How often the status snapshot is refreshed.
+const STATUS_EVERY: Duration = Duration::from_millis(50);
+
+/// How often a summary of dropped datagrams may be logged at warn level.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A peer address found by discovery, for the address book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The member it belongs to.
+    pub id: MemberId,
+    /// Where its mesh socket listens.
+    pub addr: SocketAddr,
+}
+
+/// What the mesh loop needs to start.
+pub struct MeshSetup {
+    /// This speaker's member id.
+    pub id: MemberId,
+    /// This run's boot epoch (incarnation and envelope epoch).
+    pub boot: BootId,
+    /// Speaker name, for status and logs.
+    pub name: String,
+    /// Protocol tunables.
+    pub member: MemberConfig,
+    /// The room's secret.
+    pub key: GroupKey,
+    /// The bound mesh socket.
+    pub socket: UdpSocket,
+    /// Static peers (ids unknown until they answer).
+    pub peers: Vec<SocketAddr>,
+    /// The node's clock.
+    pub clock: LocalClock,
+}
+
+/// Maps member ids to addresses.
+#[derive(Debug, Default)]
+struct AddressBook {
+    learned: HashMap<MemberId, SocketAddr>,
+    order: VecDeque<MemberId>,
+    static_peers: Vec<SocketAddr>,
+    own: Option<SocketAddr>,
+}
+
+impl AddressBook {
+    fn learn(&mut self, id: MemberId, addr: SocketAddr) {
+        if self.learned.insert(id, addr).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > MAX_BOOK
+                && let Some(old) = self.order.pop_front()
+            {
+                self.learned.remove(&old);
+            }
+        }
+    }
+
+    fn of(&self, id: MemberId) -> Option<SocketAddr> {
+        self.learned.get(&id).copied()
+    }
+
+    /// Every address we could reach a room through.
+    fn everyone(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self
+            .learned
+            .values()
+            .chain(self.static_peers.iter())
+            .copied()
+            .filter(|a| Some(*a) != self.own)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+/// The running mesh of one node.
+pub struct Mesh {
+    id: MemberId,
+    name: String,
+    member: Member,
+    socket: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+    book: AddressBook,
+    clock: LocalClock,
+    envelope: EnvelopeCounters,
+    decisions: VecDeque<DecisionStatus>,
+    status_tx: watch::Sender<Arc<NodeStatus>>,
+    out: Vec<u8>,
+    last_forged_warning: Option<Instant>,
+    last_drop_log: Instant,
+    drops_at_last_log: u64,
+}
+
+impl Mesh {
+    /// Prepares the loop; returns it with the receiver of status snapshots.
+    #[must_use]
+    pub fn new(setup: MeshSetup) -> (Mesh, watch::Receiver<Arc<NodeStatus>>) {
+        let now = setup.clock.now();
+        let member = Member::new(setup.id, setup.boot, setup.member, now);
+        let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::default()));
+        let own = setup.socket.local_addr().ok();
+        let mesh = Mesh {
+            id: setup.id,
+            name: setup.name,
+            member,
+            sealer: Sealer::new(&setup.key, setup.id, Epoch(setup.boot.0)),
+            opener: Opener::new(&setup.key, setup.id),
+            socket: setup.socket,
+            book: AddressBook {
+                static_peers: setup.peers,
+                own,
+                ..AddressBook::default()
+            },
+            clock: setup.clock,
+            envelope: EnvelopeCounters::default(),
+            decisions: VecDeque::with_capacity(DECISIONS_KEPT),
+            status_tx,
+            out: Vec::with_capacity(1500),
+            last_forged_warning: None,
+            last_drop_log: Instant::now(),
+            drops_at_last_log: 0,
+        };
+        (mesh, status_rx)
+    }
+
+    /// Runs until `shutdown` resolves, then says goodbye to the room.
+    ///
+    /// # Errors
+    /// Only if the socket fails in a way a retry cannot fix.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut commands: mpsc::Receiver<Command>,
+        mut discovered: mpsc::Receiver<PeerAddr>,
+    ) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        let mut buf = vec![0u8; 2048];
+        let mut last_status = Instant::now() - STATUS_EVERY;
+        info!(member = %self.id, name = %self.name, "mesh running");
+        loop {
+            let deadline = self.member.poll_timeout();
+            let wait = deadline.map_or(Duration::from_millis(50), |d| self.clock.until(d));
+            tokio::select! {
+                () = &mut shutdown => break,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.on_datagram(&buf[..len], from),
+                    // ICMP port-unreachable from a peer that went away shows
+                    // up here on Linux; it is not the socket's failure.
+                    Err(e) if is_transient(&e) => debug!("receive: {e}"),
+                    Err(e) => return Err(e),
+                },
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(peer) = discovered.recv() => {
+                    if peer.id != self.id {
+                        self.book.learn(peer.id, peer.addr);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+            // Timers are checked after every input, so a busy socket can
+            // never starve them.
+            if deadline.is_some_and(|d| self.clock.now() >= d) {
+                self.member.handle_timeout(self.clock.now());
+            }
+            self.flush().await;
+            self.drain_events();
+            if last_status.elapsed() >= STATUS_EVERY {
+                last_status = Instant::now();
+                self.publish();
+                self.log_drops();
+            }
+        }
+        info!(member = %self.id, "leaving the room");
+        self.member.leave(self.clock.now());
+        self.flush().await;
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let now = self.clock.now();
+        match self.opener.open(bytes) {
+            Ok(opened) => {
+                self.envelope.opened += 1;
+                let (sender, boot) = (opened.sender, BootId(opened.epoch.0));
+                self.book.learn(sender, from);
+                self.member
+                    .handle_authenticated(now, sender, boot, opened.plaintext);
+            }
+            Err(e) => self.count_drop(e, from),
+        }
+    }
+
+    fn count_drop(&mut self, e: OpenError, from: SocketAddr) {
+        let c = &mut self.envelope;
+        match e {
+            OpenError::Short(_) => c.short += 1,
+            OpenError::Oversized(_) => c.oversized += 1,
+            OpenError::Version(_) => c.wrong_version += 1,
+            OpenError::Forged { sender, first } => {
+                c.forged += 1;
+                // Once per claimed sender, and never more than once every
+                // few seconds in total: a flood must not flood the log.
+                let quiet = self
+                    .last_forged_warning
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                if first && !quiet {
+                    self.last_forged_warning = Some(Instant::now());
+                    warn!(
+                        %from,
+                        claimed = %sender,
+                        "datagram failed authentication: a speaker with the wrong group secret, or forged traffic"
+                    );
+                }
+            }
+            OpenError::Reflected => c.reflected += 1,
+            OpenError::StaleEpoch { .. } => c.stale_epoch += 1,
+            OpenError::Replayed { .. } => c.replayed += 1,
+            OpenError::TooOld { .. } => c.too_old += 1,
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        let c = &self.envelope;
+        c.short
+            + c.oversized
+            + c.wrong_version
+            + c.forged
+            + c.reflected
+            + c.stale_epoch
+            + c.replayed
+            + c.too_old
+    }
+
+    fn log_drops(&mut self) {
+        if self.last_drop_log.elapsed() < DROP_LOG_EVERY {
+            return;
+        }
+        let total = self.dropped();
+        if total > self.drops_at_last_log {
+            warn!(
+                dropped = total - self.drops_at_last_log,
+                envelope = ?self.envelope,
+                "datagrams dropped in the last minute"
+            );
+        }
+        self.drops_at_last_log = total;
+        self.last_drop_log = Instant::now();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Cast(event, reply) => {
+                let result = self.member.cast(self.clock.now(), event);
+                match &result {
+                    Ok(seq) => info!(?event, seq, "vote cast"),
+                    Err(e) => info!(?event, "vote refused: {e}"),
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.member.poll_transmit() {
+            let targets: Vec<SocketAddr> = match t.dest {
+                Dest::Member(id) => self.book.of(id).into_iter().collect(),
+                Dest::Members(ids) => ids.iter().filter_map(|&id| self.book.of(id)).collect(),
+                Dest::Everyone => self.book.everyone(),
+            };
+            for to in targets {
+                // Each copy is sealed separately: every datagram has its own
+                // counter, so replaying one copy to another peer fails too.
+                self.out.clear();
+                if let Err(e) = self.sealer.seal(&t.payload, &mut self.out) {
+                    warn!("cannot seal a datagram: {e}");
+                    continue;
+                }
+                if let Err(e) = self.socket.send_to(&self.out, to).await {
+                    self.envelope.send_errors += 1;
+                    debug!(%to, "send: {e}");
+                }
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.member.poll_event() {
+            match ev {
+                MemberEvent::Decided(a) => {
+                    if !a.effective.is_empty() || !a.entry.changes.is_empty() {
+                        info!(
+                            round = a.entry.id.round.0,
+                            apply_at = a.apply_at.0,
+                            votes = a.effective.len(),
+                            changes = a.entry.changes.len(),
+                            "decided"
+                        );
+                    } else {
+                        debug!(round = a.entry.id.round.0, "decided (nothing)");
+                    }
+                    if self.decisions.len() == DECISIONS_KEPT {
+                        self.decisions.pop_front();
+                    }
+                    self.decisions.push_back(DecisionStatus {
+                        round: a.entry.id.round.0,
+                        term: a.entry.id.term.0,
+                        apply_at: a.apply_at.0,
+                        votes: a
+                            .effective
+                            .iter()
+                            .map(|v| format!("{}:{}:{:?}", v.member, v.seq, v.event))
+                            .collect(),
+                        changes: a.entry.changes.iter().map(describe_change).collect(),
+                        digest: format!("{:016x}", a.digest),
+                    });
+                }
+                MemberEvent::RoomChanged { room } => {
+                    info!(founder = %room.founder, founded = room.founded.0, "joined a room");
+                }
+                MemberEvent::LeaderChanged { leader } => match leader {
+                    Some(l) if l == self.id => info!("this speaker now leads and keeps time"),
+                    Some(l) => info!(leader = %l, "following a new leader"),
+                    None => info!("no leader: the room is electing one"),
+                },
+                MemberEvent::StateReplaced { commit, .. } => {
+                    debug!(round = commit.round.0, "state transferred");
+                }
+                MemberEvent::VoteDecided { seq } => debug!(seq, "own vote decided"),
+                MemberEvent::VoteDropped { seq, reason } => {
+                    warn!(seq, ?reason, "own vote dropped without a decision");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = self.clock.now();
+        let st: Status = self.member.status(now);
+        let mesh_time = self.member.mesh_time(now);
+        let channels = self
+            .member
+            .transport()
+            .map(|t| {
+                t.channels
+                    .iter()
+                    .map(|c| ChannelStatus {
+                        playing: c.playing,
+                        position: mesh_time.map_or(c.anchor_pos.0, |m| c.position_at(m).0),
+                        anchor_pos: c.anchor_pos.0,
+                        anchor_at: c.anchor_at.0,
+                        gain: c.gain.0,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let c = st.counters;
+        let status = NodeStatus {
+            id: st.id.to_string(),
+            name: self.name.clone(),
+            boot: st.boot.0,
+            room: st.room.map(|r| format!("{}/{}", r.founded.0, r.founder)),
+            term: st.term.0,
+            leader: st.leader.map(|l| l.to_string()),
+            is_leader: self.member.is_leader(),
+            round: st.round.map(|r| r.0),
+            mesh_time_ns: mesh_time.map(|t| t.0),
+            commit_round: st.commit.round.0,
+            digest: format!("{:016x}", st.digest),
+            writable: st.writable,
+            clock_error_us: st.clock_error.map(|e: Nanos| e.0 / 1_000),
+            pending_votes: st.pending_votes,
+            view: st
+                .view
+                .iter()
+                .map(|m| ViewMember {
+                    id: m.id.to_string(),
+                    boot: m.boot.0,
+                    role: match m.role {
+                        Role::Speaker => "speaker".into(),
+                        Role::Controller => "controller".into(),
+                    },
+                    stem: m.stem,
+                })
+                .collect(),
+            channels,
+            decisions: self.decisions.iter().cloned().collect(),
+            protocol: ProtocolCounters {
+                received: c.received,
+                malformed: c.malformed,
+                wrong_version: c.wrong_version,
+                oversized: c.oversized,
+                stale: c.stale,
+                impersonations: c.impersonations,
+                snapshots_installed: c.snapshots_installed,
+                campaigns: c.campaigns,
+                sealed: c.sealed,
+                committed: c.committed,
+                votes_dropped: c.votes_dropped,
+            },
+            envelope: self.envelope.clone(),
+        };
+        self.status_tx.send_replace(Arc::new(status));
+    }
+}
+
+fn describe_change(c: &ViewChange) -> String {
+    match c {
+        ViewChange::Join(m) => format!("join {}", m.id),
+        ViewChange::Leave(id) => format!("leave {id}"),
+        ViewChange::Evict(id) => format!("evict {id}"),
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// The protocol configuration a node's settings call for.
+#[must_use]
+pub fn member_config(heartbeat_ms: u64, stem: Option<u8>) -> MemberConfig {
+    let mut cfg = MemberConfig {
+        role: Role::Speaker,
+        stem,
+        ..MemberConfig::default()
+    };
+    // Scale the round-based timings with the heartbeat; the defaults are
+    // tuned for 100 ms.
+    let hb = Nanos::from_millis(heartbeat_ms);
+    cfg.timing.heartbeat = hb;
+    cfg.timing.apply_delay = Nanos(hb.0 * 6 / 5);
+    cfg.election_after = Nanos(hb.0 * 3);
+    cfg.evict_after = Nanos(hb.0 * 6);
+    cfg
+}

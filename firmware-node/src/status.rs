@@ -1,0 +1,308 @@
+//! The node's loopback HTTP endpoint: what it knows, as JSON, and a way for
+//! local tools (tests, a button daemon, the controller on the same machine)
+//! to cast a vote as if a button on the speaker had been pressed.
+//!
+//! `GET /status` returns [`NodeStatus`]; `POST /cast` takes a [`CastRequest`].
+//! It listens on loopback only (the config refuses anything else): the page
+//! has no password, so it must not be reachable from the network.
+//!
+//! Invariant: this module never touches the protocol state itself; it reads
+//! the last snapshot the mesh loop published and sends commands to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use autoharmonize_protocol::event::Event;
+use autoharmonize_protocol::ids::Channel;
+use autoharmonize_protocol::member::CastError;
+use autoharmonize_protocol::transport::{Frames, Gain};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Everything the node knows, as published by the mesh loop.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeStatus {
+    /// This speaker's member id (16 hex digits).
+    pub id: String,
+    /// Speaker name.
+    pub name: String,
+    /// Incarnation (boot epoch).
+    pub boot: u32,
+    /// The room, as `founded-round/founder`, if in one.
+    pub room: Option<String>,
+    /// Leadership term.
+    pub term: u64,
+    /// The leader (time reference) it follows.
+    pub leader: Option<String>,
+    /// Whether this node leads.
+    pub is_leader: bool,
+    /// Current round on the mesh clock.
+    pub round: Option<u64>,
+    /// Mesh time now, in ns.
+    pub mesh_time_ns: Option<u64>,
+    /// Committed round.
+    pub commit_round: u64,
+    /// Digest of the committed state (hex).
+    pub digest: String,
+    /// Whether votes cast here can be decided now (false: read-only).
+    pub writable: bool,
+    /// Bound on the mesh clock error, in µs (0 for the reference).
+    pub clock_error_us: Option<u64>,
+    /// Own votes waiting for a decision.
+    pub pending_votes: usize,
+    /// The committed view.
+    pub view: Vec<ViewMember>,
+    /// Channels of the committed transport state.
+    pub channels: Vec<ChannelStatus>,
+    /// The most recent decisions (newest last).
+    pub decisions: Vec<DecisionStatus>,
+    /// Protocol counters.
+    pub protocol: ProtocolCounters,
+    /// Envelope (authentication) counters.
+    pub envelope: EnvelopeCounters,
+}
+
+/// A member of the view.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ViewMember {
+    /// Member id (hex).
+    pub id: String,
+    /// Incarnation.
+    pub boot: u32,
+    /// `speaker` or `controller`.
+    pub role: String,
+    /// Stem it plays, if announced.
+    pub stem: Option<u8>,
+}
+
+/// One channel's agreed state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChannelStatus {
+    /// Playing or paused.
+    pub playing: bool,
+    /// Position now, in 48 kHz frames.
+    pub position: u64,
+    /// Anchor position.
+    pub anchor_pos: u64,
+    /// Anchor mesh time (ns).
+    pub anchor_at: u64,
+    /// Gain in percent.
+    pub gain: u8,
+}
+
+/// One committed round.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DecisionStatus {
+    /// Round.
+    pub round: u64,
+    /// Term that sealed it.
+    pub term: u64,
+    /// Mesh time it takes effect (ns).
+    pub apply_at: u64,
+    /// Votes that took effect, as `member:seq:event`.
+    pub votes: Vec<String>,
+    /// Membership changes.
+    pub changes: Vec<String>,
+    /// Digest after it (hex).
+    pub digest: String,
+}
+
+/// Protocol counters (see `autoharmonize_protocol::member::Counters`).
+#[derive(Clone, Debug, Default, Serialize)]
+#[allow(missing_docs)]
+pub struct ProtocolCounters {
+    pub received: u64,
+    pub malformed: u64,
+    pub wrong_version: u64,
+    pub oversized: u64,
+    pub stale: u64,
+    pub impersonations: u64,
+    pub snapshots_installed: u64,
+    pub campaigns: u64,
+    pub sealed: u64,
+    pub committed: u64,
+    pub votes_dropped: u64,
+}
+
+/// Datagrams dropped before the protocol saw them, by reason.
+#[derive(Clone, Debug, Default, Serialize)]
+#[allow(missing_docs)]
+pub struct EnvelopeCounters {
+    pub opened: u64,
+    pub short: u64,
+    pub oversized: u64,
+    pub wrong_version: u64,
+    pub forged: u64,
+    pub reflected: u64,
+    pub stale_epoch: u64,
+    pub replayed: u64,
+    pub too_old: u64,
+    pub send_errors: u64,
+}
+
+/// A vote to cast, as JSON: `{"event": "play", "channel": "all"}`,
+/// `{"event": "seek", "channel": 1, "to": 480000}`,
+/// `{"event": "volume", "channel": "all", "gain": 40}`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CastRequest {
+    /// `play`, `pause`, `seek` or `volume`.
+    pub event: String,
+    /// `"all"` or a stem index.
+    pub channel: serde_json::Value,
+    /// Seek target in 48 kHz frames.
+    pub to: Option<u64>,
+    /// Volume in percent.
+    pub gain: Option<u8>,
+}
+
+impl CastRequest {
+    /// The protocol event, or why the request is invalid.
+    pub fn event(&self) -> Result<Event, String> {
+        let channel = match &self.channel {
+            serde_json::Value::String(s) if s == "all" => Channel::All,
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|i| u8::try_from(i).ok())
+                .map(Channel::Stem)
+                .ok_or_else(|| format!("channel {n} is not a stem index (0-255)"))?,
+            other => {
+                return Err(format!(
+                    "channel must be \"all\" or a stem index, not {other}"
+                ));
+            }
+        };
+        match self.event.as_str() {
+            "play" => Ok(Event::Play { channel }),
+            "pause" => Ok(Event::Pause { channel }),
+            "seek" => {
+                let to = self.to.ok_or("seek needs \"to\" (frames at 48 kHz)")?;
+                Ok(Event::Seek {
+                    channel,
+                    to: Frames(to),
+                })
+            }
+            "volume" => {
+                let gain = self
+                    .gain
+                    .and_then(Gain::new)
+                    .ok_or("volume needs \"gain\" from 0 to 100")?;
+                Ok(Event::Volume { channel, gain })
+            }
+            other => Err(format!(
+                "unknown event {other:?} (play, pause, seek, volume)"
+            )),
+        }
+    }
+}
+
+/// A command from the endpoint to the mesh loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Cast a vote; the reply carries its sequence number.
+    Cast(Event, oneshot::Sender<Result<u32, CastError>>),
+}
+
+#[derive(Clone)]
+struct AppState {
+    status: watch::Receiver<Arc<NodeStatus>>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Serves the endpoint on `listener` until the mesh loop goes away.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    status: watch::Receiver<Arc<NodeStatus>>,
+    commands: mpsc::Sender<Command>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/status", get(get_status))
+        .route("/cast", post(cast))
+        .with_state(AppState { status, commands });
+    axum::serve(listener, app).await
+}
+
+/// Binds the endpoint's listener (loopback only, checked by the config).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn get_status(State(s): State<AppState>) -> Json<NodeStatus> {
+    Json((**s.status.borrow()).clone())
+}
+
+async fn cast(
+    State(s): State<AppState>,
+    Json(req): Json<CastRequest>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let event = match req.event() {
+        Ok(e) => e,
+        Err(problem) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": problem })),
+            );
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    if s.commands.send(Command::Cast(event, tx)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "the node is shutting down" })),
+        );
+    }
+    match rx.await {
+        Ok(Ok(seq)) => (StatusCode::OK, Json(serde_json::json!({ "seq": seq }))),
+        Ok(Err(e)) => {
+            let code = match e {
+                CastError::Invalid(_) => StatusCode::BAD_REQUEST,
+                CastError::NotJoined | CastError::ReadOnly | CastError::QueueFull => {
+                    StatusCode::CONFLICT
+                }
+            };
+            (code, Json(serde_json::json!({ "error": e.to_string() })))
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "the node is shutting down" })),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> CastRequest {
+        serde_json::from_str(json).expect("valid JSON")
+    }
+
+    #[test]
+    fn cast_requests_map_to_events() {
+        assert_eq!(
+            req(r#"{"event":"play","channel":"all"}"#).event(),
+            Ok(Event::Play {
+                channel: Channel::All
+            })
+        );
+        assert_eq!(
+            req(r#"{"event":"seek","channel":2,"to":96000}"#).event(),
+            Ok(Event::Seek {
+                channel: Channel::Stem(2),
+                to: Frames(96_000)
+            })
+        );
+        assert!(
+            req(r#"{"event":"volume","channel":"all","gain":101}"#)
+                .event()
+                .is_err()
+        );
+        assert!(req(r#"{"event":"seek","channel":"all"}"#).event().is_err());
+        assert!(req(r#"{"event":"jump","channel":"all"}"#).event().is_err());
+        assert!(req(r#"{"event":"play","channel":300}"#).event().is_err());
+        assert!(req(r#"{"event":"play","channel":"bass"}"#).event().is_err());
+    }
+}

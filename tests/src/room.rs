@@ -1,0 +1,340 @@
+//! A room of real `autoharmonize-node` processes, one per network namespace
+//! of a [`Lab`], for multi-process tests: start, kill -9, SIGTERM, SIGSTOP,
+//! partition, read each node's status, cast votes.
+//!
+//! Status and votes go through each node's loopback endpoint, which only its
+//! own namespace can reach; a short-lived thread enters that namespace
+//! (`setns`) to make the request, so the tests need no tool like curl.
+//! Every node's log goes to a file in the room's temporary directory and is
+//! printed when a test fails ([`Room::dump_logs`]).
+//!
+//! Invariant: every process the room starts is stopped when it drops (the
+//! lab kills anything left in its namespaces).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::netns::Lab;
+
+/// The mesh UDP port every node uses (each has its own namespace).
+pub const MESH_PORT: u16 = 7710;
+/// The loopback status port every node uses.
+pub const STATUS_PORT: u16 = 7711;
+
+/// How a room's nodes find each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// Every node lists every other as a static peer; mDNS off.
+    StaticPeers,
+    /// mDNS only, no static peers.
+    Mdns,
+}
+
+/// A room of node processes.
+pub struct Room {
+    lab: Lab,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    discovery: Discovery,
+    children: Vec<Option<Child>>,
+    extra_args: Vec<Vec<String>>,
+}
+
+impl Room {
+    /// A lab of `n` hosts, ready to start nodes from binary `bin`.
+    ///
+    /// # Panics
+    /// If the lab or the temporary directory cannot be made: tests call this
+    /// after checking their prerequisites.
+    #[must_use]
+    pub fn new(prefix: &str, n: usize, bin: &Path, discovery: Discovery) -> Room {
+        let lab = Lab::new(prefix, n).expect("network lab");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(
+            dir.path().join("secret"),
+            "correct horse battery staple 42\n",
+        )
+        .expect("secret file");
+        std::fs::write(
+            dir.path().join("wrong-secret"),
+            "this is not the room's secret\n",
+        )
+        .expect("secret file");
+        Room {
+            lab,
+            bin: bin.to_path_buf(),
+            dir,
+            discovery,
+            children: (0..n).map(|_| None).collect(),
+            extra_args: vec![Vec::new(); n],
+        }
+    }
+
+    /// Number of hosts.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Whether the room has no hosts.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// The lab under the room.
+    pub fn lab(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+
+    /// Host `i`'s address.
+    #[must_use]
+    pub fn addr(&self, i: usize) -> Ipv4Addr {
+        self.lab.addr(i).expect("host exists")
+    }
+
+    /// Extra command-line arguments for host `i`'s next start.
+    pub fn set_args(&mut self, i: usize, args: &[&str]) {
+        self.extra_args[i] = args.iter().map(|s| (*s).to_string()).collect();
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}.log"))
+    }
+
+    /// Starts (or restarts) the node on host `i`, appending to its log.
+    pub fn start(&mut self, i: usize) {
+        let state = self.dir.path().join(format!("state{i}"));
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--secret-file")
+            .arg(self.dir.path().join("secret"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--media-dir")
+            .arg(self.dir.path())
+            .arg("--name")
+            .arg(format!("speaker{i}"))
+            .arg("--listen")
+            .arg(format!("{}:{MESH_PORT}", self.addr(i)))
+            .arg("--status-listen")
+            .arg(format!("127.0.0.1:{STATUS_PORT}"))
+            .arg("--log-level")
+            .arg("info,autoharmonize_node=debug");
+        match self.discovery {
+            Discovery::StaticPeers => {
+                cmd.arg("--no-mdns");
+                for j in (0..self.len()).filter(|&j| j != i) {
+                    cmd.arg("--peer")
+                        .arg(format!("{}:{MESH_PORT}", self.addr(j)));
+                }
+            }
+            Discovery::Mdns => {
+                cmd.arg("--mdns");
+            }
+        }
+        cmd.args(&self.extra_args[i]);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = self
+            .lab
+            .spawn_with_stdio(i, cmd, Stdio::from(log), Stdio::from(err))
+            .expect("node starts");
+        self.children[i] = Some(child);
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for i in 0..self.len() {
+            self.start(i);
+        }
+    }
+
+    fn signal(&self, i: usize, sig: Signal) {
+        if let Some(child) = &self.children[i] {
+            let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+            let _ = kill(pid, sig);
+        }
+    }
+
+    /// kill -9: no goodbye.
+    pub fn kill9(&mut self, i: usize) {
+        self.signal(i, Signal::SIGKILL);
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit code once the process has stopped (None if
+    /// it had to be killed after 5 s).
+    pub fn terminate(&mut self, i: usize) -> Option<i32> {
+        self.signal(i, Signal::SIGTERM);
+        let mut child = self.children[i].take()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// SIGSTOP.
+    pub fn freeze(&self, i: usize) {
+        self.signal(i, Signal::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&self, i: usize) {
+        self.signal(i, Signal::SIGCONT);
+    }
+
+    /// Whether host `i` runs a node.
+    #[must_use]
+    pub fn running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// One HTTP request to host `i`'s status endpoint, from inside its
+    /// namespace. Returns the status code and body.
+    ///
+    /// # Errors
+    /// When the node does not answer (not started yet, frozen, stopped).
+    pub fn http(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        let ns = format!("/run/netns/{}", self.lab.netns(i).expect("host exists"));
+        let request = match body {
+            Some(b) => format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                b.len()
+            ),
+            None => {
+                format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            }
+        };
+        // setns changes the calling thread's namespace only: a thread of its
+        // own keeps the test's namespace untouched.
+        std::thread::spawn(move || -> std::io::Result<(u16, String)> {
+            let f = File::open(&ns)?;
+            setns(&f, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            let mut s = TcpStream::connect_timeout(
+                &(Ipv4Addr::LOCALHOST, STATUS_PORT).into(),
+                Duration::from_millis(500),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(request.as_bytes())?;
+            let mut response = String::new();
+            s.read_to_string(&mut response)?;
+            let code = response
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let body = response
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
+            Ok((code, body))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("request thread panicked")))
+    }
+
+    /// Host `i`'s status as JSON, if it answers.
+    #[must_use]
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let (code, body) = self.http(i, "GET", "/status", None).ok()?;
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    /// Casts a vote on host `i` (JSON as `/cast` takes it); returns the HTTP
+    /// status and body.
+    #[must_use]
+    pub fn cast(&self, i: usize, json: &str) -> (u16, String) {
+        self.http(i, "POST", "/cast", Some(json))
+            .unwrap_or((0, String::new()))
+    }
+
+    /// Polls `check` every 20 ms until it holds or `timeout` passes; returns
+    /// how long it took.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&Room) -> bool,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            if check(self) {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the given hosts all answer, are in one room, and each one's
+    /// committed view holds exactly those hosts' members.
+    #[must_use]
+    pub fn agree_on(&self, hosts: &[usize]) -> bool {
+        let statuses: Vec<serde_json::Value> =
+            hosts.iter().filter_map(|&i| self.status(i)).collect();
+        if statuses.len() != hosts.len() {
+            return false;
+        }
+        let mut ids: Vec<&str> = statuses.iter().filter_map(|s| s["id"].as_str()).collect();
+        ids.sort_unstable();
+        let room = &statuses[0]["room"];
+        room.is_string()
+            && statuses.iter().all(|s| {
+                let mut view: Vec<&str> = s["view"]
+                    .as_array()
+                    .map(|v| v.iter().filter_map(|m| m["id"].as_str()).collect())
+                    .unwrap_or_default();
+                view.sort_unstable();
+                &s["room"] == room && view == ids
+            })
+    }
+
+    /// Prints every node's log (for a failing test).
+    pub fn dump_logs(&self) {
+        for i in 0..self.len() {
+            let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- node {i} log (last {} lines) ----", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        for i in 0..self.len() {
+            self.kill9(i);
+        }
+    }
+}
