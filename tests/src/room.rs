@@ -101,6 +101,15 @@ impl Room {
         self.lab.addr(i).expect("host exists")
     }
 
+    /// The room's secret file, or (with `wrong`) a file holding another
+    /// secret.
+    #[must_use]
+    pub fn secret_path(&self, wrong: bool) -> PathBuf {
+        self.dir
+            .path()
+            .join(if wrong { "wrong-secret" } else { "secret" })
+    }
+
     /// Extra command-line arguments for host `i`'s next start.
     pub fn set_args(&mut self, i: usize, args: &[&str]) {
         self.extra_args[i] = args.iter().map(|s| (*s).to_string()).collect();
@@ -114,9 +123,11 @@ impl Room {
     pub fn start(&mut self, i: usize) {
         let state = self.dir.path().join(format!("state{i}"));
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--secret-file")
-            .arg(self.dir.path().join("secret"))
-            .arg("--state-dir")
+        // A test may give another secret (a stranger's) in its extra args.
+        if !self.extra_args[i].iter().any(|a| a == "--secret-file") {
+            cmd.arg("--secret-file").arg(self.secret_path(false));
+        }
+        cmd.arg("--state-dir")
             .arg(&state)
             .arg("--media-dir")
             .arg(self.dir.path())
@@ -221,7 +232,6 @@ impl Room {
         path: &str,
         body: Option<&str>,
     ) -> std::io::Result<(u16, String)> {
-        let ns = format!("/run/netns/{}", self.lab.netns(i).expect("host exists"));
         let request = match body {
             Some(b) => format!(
                 "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
@@ -233,9 +243,7 @@ impl Room {
         };
         // setns changes the calling thread's namespace only: a thread of its
         // own keeps the test's namespace untouched.
-        std::thread::spawn(move || -> std::io::Result<(u16, String)> {
-            let f = File::open(&ns)?;
-            setns(&f, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        self.in_netns(i, move || {
             let mut s = TcpStream::connect_timeout(
                 &(Ipv4Addr::LOCALHOST, STATUS_PORT).into(),
                 Duration::from_millis(500),
@@ -255,8 +263,66 @@ impl Room {
                 .unwrap_or_default();
             Ok((code, body))
         })
+    }
+
+    /// Runs `f` on a thread inside host `i`'s network namespace.
+    ///
+    /// # Errors
+    /// If the namespace cannot be entered, or `f` fails.
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let ns = format!("/run/netns/{}", self.lab.netns(i).expect("host exists"));
+        std::thread::spawn(move || {
+            let file = File::open(&ns)?;
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            f()
+        })
         .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("request thread panicked")))
+        .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
+    }
+
+    /// Sends each datagram from host `i` (a stranger on the network) to
+    /// `to`'s mesh port, one every 0.5 ms.
+    ///
+    /// # Errors
+    /// If the socket cannot be made or a send fails.
+    pub fn send_from(&self, i: usize, to: usize, datagrams: Vec<Vec<u8>>) -> std::io::Result<()> {
+        let dest = std::net::SocketAddr::from((self.addr(to), MESH_PORT));
+        self.in_netns(i, move || {
+            let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            for d in datagrams {
+                s.send_to(&d, dest)?;
+                // Paced, so the receiver's socket buffer never overflows:
+                // the tests count what the node did with every datagram.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Ok(())
+        })
+    }
+
+    /// Listens on host `i`'s mesh port for `dur` and returns what arrived
+    /// (at most `max` datagrams): how a test records real traffic to replay.
+    ///
+    /// # Errors
+    /// If the port cannot be bound.
+    pub fn capture(&self, i: usize, dur: Duration, max: usize) -> std::io::Result<Vec<Vec<u8>>> {
+        let addr = std::net::SocketAddr::from((self.addr(i), MESH_PORT));
+        self.in_netns(i, move || {
+            let s = std::net::UdpSocket::bind(addr)?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let end = Instant::now() + dur;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while Instant::now() < end && got.len() < max {
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    got.push(buf[..n].to_vec());
+                }
+            }
+            Ok(got)
+        })
     }
 
     /// Host `i`'s status as JSON, if it answers.

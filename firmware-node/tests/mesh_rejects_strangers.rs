@@ -1,0 +1,139 @@
+//! A stranger gets nothing: a node with the wrong secret never enters any
+//! view; forged, bit-flipped, replayed and random datagrams sent from
+//! another namespace are rejected and counted, and no node crashes or
+//! diverges.
+
+use std::path::Path;
+use std::time::Duration;
+
+use autoharmonize_tests::netns;
+use autoharmonize_tests::room::{Discovery, MESH_PORT, Room};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autoharmonize-node");
+
+fn counter(room: &Room, i: usize, name: &str) -> u64 {
+    room.status(i)
+        .and_then(|s| s["envelope"][name].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn wrong_secret_and_forged_traffic_get_nothing() {
+    if !netns::require_root_or_skip("wrong_secret_and_forged_traffic_get_nothing") {
+        return;
+    }
+    // Hosts 0-2: the room. Host 3: a speaker with the wrong secret.
+    // Host 4: an attacker that records what it is sent and sends garbage.
+    let mut room = Room::new("ahauth", 5, Path::new(BIN), Discovery::StaticPeers);
+    let attacker = 4;
+    let spy = format!("{}:{MESH_PORT}", room.addr(attacker));
+    for i in 0..3 {
+        // The room's nodes list the attacker as a static peer, so the
+        // leader's beacons reach it: real sealed datagrams to replay.
+        let peers: Vec<String> = std::iter::once(spy.clone()).collect();
+        let args: Vec<&str> = peers.iter().flat_map(|p| ["--peer", p.as_str()]).collect();
+        room.set_args(i, &args);
+        room.start(i);
+    }
+    let wrong = room_dir_secret(&room);
+    room.set_args(3, &["--secret-file", &wrong]);
+    room.start(3);
+    let members = [0, 1, 2];
+    let formed = room.wait_for(Duration::from_secs(5), |r| r.agree_on(&members));
+    if formed.is_none() {
+        room.dump_logs();
+    }
+    assert!(formed.is_some(), "the room did not form");
+
+    // Real traffic, recorded by the attacker.
+    let recorded = room
+        .capture(attacker, Duration::from_millis(600), 8)
+        .expect("capture");
+    assert!(!recorded.is_empty(), "the attacker recorded nothing");
+
+    let target = 0;
+    let before = room.status(target).expect("status");
+    // Replay the recordings three times each: at most the first copy of
+    // each can be new to the target, the others are replays.
+    let mut replays = Vec::new();
+    for _ in 0..3 {
+        replays.extend(recorded.iter().cloned());
+    }
+    room.send_from(attacker, target, replays).expect("send");
+    // Bit-flipped copies.
+    let flipped: Vec<Vec<u8>> = recorded
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let mut d = d.clone();
+            let i = (k * 7 + 25) % d.len();
+            d[i] ^= 0x40;
+            d
+        })
+        .collect();
+    let n_flipped = flipped.len() as u64;
+    room.send_from(attacker, target, flipped).expect("send");
+    // Random datagrams of every length, and oversized ones.
+    let mut junk: Vec<Vec<u8>> = (0..200usize)
+        .map(|k| {
+            (0..(k * 7) % 1300)
+                .map(|j| (j * 31 + k * 17) as u8)
+                .collect()
+        })
+        .collect();
+    junk.push(vec![1u8; 1400]);
+    room.send_from(attacker, target, junk).expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let after = room.status(target).expect("the target is alive");
+    let delta = |name: &str| {
+        after["envelope"][name].as_u64().unwrap_or(0)
+            - before["envelope"][name].as_u64().unwrap_or(0)
+    };
+    // Each recording was sent three times: the second and third copies are
+    // replays (or, for recordings of the wrong-secret node, forgeries).
+    assert!(
+        delta("replayed") + delta("too_old") + delta("forged") >= 2 * recorded.len() as u64,
+        "replays not rejected: {:?}",
+        after["envelope"]
+    );
+    assert!(
+        delta("replayed") >= 2,
+        "no replay detected: {:?}",
+        after["envelope"]
+    );
+    assert!(
+        delta("forged") >= n_flipped,
+        "flipped datagrams accepted: {:?}",
+        after["envelope"]
+    );
+    assert!(
+        delta("short") + delta("oversized") + delta("wrong_version") + delta("forged") >= 200,
+        "junk not counted: {:?}",
+        after["envelope"]
+    );
+    // The wrong-secret node is in nobody's view, the room is intact, and
+    // the wrong-secret node counted the room's datagrams as forged.
+    assert!(room.agree_on(&members), "the room diverged");
+    for i in members {
+        let s = room.status(i).expect("alive");
+        let id3 = room.status(3).expect("alive")["id"].clone();
+        assert!(
+            s["view"]
+                .as_array()
+                .expect("view")
+                .iter()
+                .all(|m| m["id"] != id3),
+            "the wrong-secret node entered node {i}'s view"
+        );
+    }
+    assert!(counter(&room, 3, "forged") > 0);
+    assert!(
+        counter(&room, 0, "forged") > 0,
+        "the room never saw the intruder's traffic"
+    );
+}
+
+fn room_dir_secret(room: &Room) -> String {
+    room.secret_path(true).to_string_lossy().into_owned()
+}
