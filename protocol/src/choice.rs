@@ -14,7 +14,7 @@
 //! to these rules changes what a room plays and is a protocol change: it
 //! needs a protocol version bump, or old and new members will diverge.
 //!
-//! Specified in `docs/protocol-choice.md`, section "Choice function".
+//! Specified in `docs/protocol.md`, section "Choice function".
 
 use crate::event::{Event, Vote};
 use crate::ids::Channel;
@@ -61,7 +61,7 @@ impl Choice {
 /// Decides what the votes of one round do to a track of `channel_count`
 /// channels (at most [`MAX_CHANNELS`]; more are ignored).
 ///
-/// The rules, each explained in `docs/protocol-choice.md`:
+/// The rules, each explained in `docs/protocol.md` ("Choice function"):
 /// 0. Per member, only the vote with the lowest `seq` counts. If a member has
 ///    two *different* events under that `seq` it is equivocating and none of
 ///    its votes count this round. Votes for a stem the track lacks are

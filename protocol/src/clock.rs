@@ -42,7 +42,7 @@
 //! contradicts, never by loosening bounds. All arithmetic is integer (ns,
 //! ppb, `i128`), and memory is fixed.
 //!
-//! Specified in `docs/protocol-clock.md`, section "Mesh clock".
+//! Specified in `docs/protocol.md`, section "Mesh clock".
 
 use heapless::{Deque, Vec};
 

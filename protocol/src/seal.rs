@@ -26,7 +26,7 @@
 //!   key derivation or the nonce changes the format: bump
 //!   [`crate::wire::VERSION`] and the pinned vector in the tests.
 //!
-//! Specified in `docs/protocol-security.md`.
+//! Specified in `docs/protocol.md`, section "Datagram security".
 
 use core::fmt;
 

@@ -13,7 +13,7 @@
 //! [`Transport::apply`] re-anchors only when the timeline really changes
 //! (a seek, or play/pause that flips the run state), never for volume.
 //!
-//! Specified in `docs/protocol-choice.md`, section "Transport state".
+//! Specified in `docs/protocol.md`, section "Transport state".
 
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
