@@ -9,6 +9,7 @@
 //! - [`clock`]: the local clock every protocol input is stamped with.
 //! - [`mesh`]: the UDP mesh loop driving the protocol core.
 //! - [`status`]: the loopback status and control endpoint.
+//! - [`discovery`]: finding the other speakers over mDNS.
 //!
 //! The binary (`src/main.rs`) only strings these together; logic lives here
 //! so tests can reach it.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod identity;
 pub mod logging;
 pub mod mesh;

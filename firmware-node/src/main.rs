@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
-use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
+use autoharmonize_node::discovery::{Discovery, DiscoveryConfig, PeerEvent};
+use autoharmonize_node::mesh::{self, Mesh, MeshSetup, PeerAddr};
 use autoharmonize_node::{identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::{BootId, MemberId};
@@ -77,6 +78,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let socket = UdpSocket::bind(config.listen)
             .await
             .with_context(|| format!("binding the mesh socket to {}", config.listen))?;
+        let socket_port = socket
+            .local_addr()
+            .map_or(config.listen.port(), |a| a.port());
         let listener = status::bind(config.status_listen)
             .await
             .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
@@ -91,17 +95,51 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             clock: cli.test.clock(),
         });
         let (commands_tx, commands_rx) = mpsc::channel(16);
-        // Discovery feeds this channel once it is wired.
-        let (_discovered_tx, discovered_rx) = mpsc::channel(64);
+        let (discovered_tx, discovered_rx) = mpsc::channel(64);
+        let discovery = if config.mdns {
+            let port = socket_port;
+            let d = Discovery::start(&DiscoveryConfig::new(config, member, port))
+                .context("starting mDNS discovery (use --no-mdns and --peer to do without)")?;
+            info!(service = %d.fullname(), "advertising and browsing over mDNS");
+            Some(std::sync::Arc::new(d))
+        } else {
+            info!(peers = config.peers.len(), "mDNS off: static peers only");
+            None
+        };
+        if let Some(d) = discovery.clone() {
+            tokio::spawn(async move {
+                while let Some(PeerEvent::Seen { id, addrs, .. }) = d.next_event().await {
+                    // One address per member: prefer IPv4, the mesh socket's family.
+                    let best = addrs
+                        .iter()
+                        .find(|a| a.is_ipv4())
+                        .or(addrs.first())
+                        .copied();
+                    if let Some(addr) = best
+                        && discovered_tx.send(PeerAddr { id, addr }).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             if let Err(e) = status::serve(listener, status_rx, commands_tx).await {
                 warn!("status endpoint stopped: {e}");
             }
         });
         info!(status = %config.status_listen, "status endpoint listening");
-        mesh.run(shutdown_signal(), commands_rx, discovered_rx)
+        let result = mesh
+            .run(shutdown_signal(), commands_rx, discovered_rx)
             .await
-            .context("the mesh socket failed")
+            .context("the mesh socket failed");
+        if let Some(d) = discovery.and_then(|d| std::sync::Arc::try_unwrap(d).ok()) {
+            // Goodbye over mDNS too, so browsers drop us at once.
+            if let Err(e) = tokio::task::spawn_blocking(move || d.shutdown()).await {
+                warn!("stopping discovery: {e}");
+            }
+        }
+        result
     })?;
     info!("stopped");
     Ok(())

@@ -214,6 +214,12 @@ impl Room {
         self.signal(i, Signal::SIGCONT);
     }
 
+    /// Process id of host `i`'s node, if running.
+    #[must_use]
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     /// Whether host `i` runs a node.
     #[must_use]
     pub fn running(&self, i: usize) -> bool {
