@@ -206,7 +206,7 @@ fn matrix(path: &PathBuf, seconds: u64, votes: f64, every: u64, seed: u64) -> Re
     writeln!(table, "{BEGIN}")?;
     writeln!(
         table,
-        "Command: `cargo run --release -p autoharmonize-tests --bin simulate -- --matrix docs/benchmarks.md --seconds {seconds}`  \nMachine: {cpu}, {} cores; one core used. Jitter 0–30 ms one way, per-link base latency 0.2–2 ms, clocks offset up to 1 h and drifting ±200 ppm, {votes} random votes/s, a random minority partitioned for 3 s every {every} s. Heartbeat 100 ms.\n",
+        "Command: `cargo run --release -p autoharmonize-tests --bin simulate -- --matrix docs/benchmarks.md --seconds {seconds}`  \nMachine: {cpu}, {} cores; one core used. Jitter 0–30 ms one way, base latency 0.2–2 ms per pair (the same both ways), clocks offset up to 1 h and drifting ±200 ppm, {votes} random votes/s, a random minority partitioned for 3 s every {every} s. Heartbeat 100 ms.\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     )?;
     writeln!(
