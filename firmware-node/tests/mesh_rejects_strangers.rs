@@ -132,6 +132,42 @@ fn wrong_secret_and_forged_traffic_get_nothing() {
         counter(&room, 0, "forged") > 0,
         "the room never saw the intruder's traffic"
     );
+
+    // Restart every other member of the room (new boot epochs), then replay
+    // the old recordings to the target: datagrams of a previous run are
+    // refused (or were never valid); none is opened.
+    for i in [1, 2] {
+        room.kill9(i);
+        room.start(i);
+        assert!(
+            room.wait_for(Duration::from_secs(5), |r| r.agree_on(&members))
+                .is_some(),
+            "node {i} did not rejoin"
+        );
+    }
+    let before = room.status(target).expect("status");
+    room.send_from(attacker, target, recorded.clone())
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = room.status(target).expect("the target is alive");
+    let delta = |name: &str| {
+        after["envelope"][name].as_u64().unwrap_or(0)
+            - before["envelope"][name].as_u64().unwrap_or(0)
+    };
+    let refused: u64 = ["stale_epoch", "replayed", "too_old", "reflected", "forged"]
+        .iter()
+        .map(|k| delta(k))
+        .sum();
+    assert!(
+        refused >= recorded.len() as u64,
+        "old-run datagrams accepted: {} sent, {refused} refused ({:?})",
+        recorded.len(),
+        after["envelope"]
+    );
+    assert!(
+        room.agree_on(&members),
+        "the room diverged after the replays"
+    );
 }
 
 fn room_dir_secret(room: &Room) -> String {
