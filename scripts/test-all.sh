@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs every check the project has, in the order a failure is cheapest to
+# find: formatting, lints, unit/property/simulation/integration tests, a
+# short fuzzing run of the network decoders, then the simulation report.
+#
+# Installs no system packages: on a fresh machine run `sudo bash .ci/run`,
+# which installs them and then runs this script. Run as root, or the
+# network-namespace tests skip loudly (with CI=true they fail instead).
+#
+# Knobs (environment):
+#   AUTOHARMONIZE_SEEDS         simulation seeds per random-fault test (default 300)
+#   AUTOHARMONIZE_FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+FUZZ_SECONDS="${AUTOHARMONIZE_FUZZ_SECONDS:-20}"
+FUZZ_TARGETS=(decode_message open_envelope)
+# cargo-fuzz release installed when it is missing; bump deliberately.
+CARGO_FUZZ_VERSION=0.13.2
+
+LOG_DIR="$(mktemp -d)"
+trap 'rm -rf "$LOG_DIR"' EXIT
+START=$SECONDS
+SECTION_START=
+
+# Prints a section header, and how long the previous section took.
+section() {
+    if [[ -n $SECTION_START ]]; then
+        printf '     (%ds)\n' "$((SECONDS - SECTION_START))"
+    fi
+    SECTION_START=$SECONDS
+    printf '\n==== %s ====\n' "$*"
+}
+
+section "format (cargo fmt --check)"
+cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
+
+section "lints (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+
+section "tests (cargo test --workspace)"
+# tee keeps the output visible; pipefail keeps cargo's exit status.
+cargo test --workspace 2>&1 | tee "$LOG_DIR/test.log"
+
+section "fuzz smoke (cargo fuzz, ${FUZZ_SECONDS}s per target)"
+if [[ "$FUZZ_SECONDS" -eq 0 ]]; then
+    echo "skipped: AUTOHARMONIZE_FUZZ_SECONDS=0"
+else
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "cargo-fuzz is missing: installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io"
+        cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+    fi
+    # cargo-fuzz needs unstable rustc flags (sanitizers, coverage
+    # instrumentation); RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+    export RUSTC_BOOTSTRAP=1
+    cargo fuzz build
+    for target in "${FUZZ_TARGETS[@]}"; do
+        # The first directory collects new inputs (ignored by git); the
+        # committed seeds are read only.
+        mkdir -p "fuzz/corpus/$target"
+        log="$LOG_DIR/fuzz-$target.log"
+        if cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1; then
+            printf '%s: ' "$target"
+            grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1
+        else
+            echo "$target: FAILED (crash input saved under fuzz/artifacts/$target/)"
+            tail -n 80 "$log"
+            exit 1
+        fi
+    done
+    unset RUSTC_BOOTSTRAP
+fi
+
+section "simulation report (8 nodes, 30 s)"
+cargo run --release -p autoharmonize-tests --bin simulate -- --nodes 8 --seconds 30
+
+section "done in $((SECONDS - START))s"
+# One closing line over every `cargo test` binary, so the totals are the
+# last thing printed.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG_DIR/test.log"
