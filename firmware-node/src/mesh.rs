@@ -26,8 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::LocalClock;
 use crate::status::{
-    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ProtocolCounters,
-    ViewMember,
+    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ViewMember,
 };
 
 /// Most member addresses remembered; the oldest entry goes first.
@@ -392,7 +391,6 @@ impl Mesh {
                     .collect()
             })
             .unwrap_or_default();
-        let c = st.counters;
         let status = NodeStatus {
             id: st.id.to_string(),
             name: self.name.clone(),
@@ -423,19 +421,7 @@ impl Mesh {
                 .collect(),
             channels,
             decisions: self.decisions.iter().cloned().collect(),
-            protocol: ProtocolCounters {
-                received: c.received,
-                malformed: c.malformed,
-                wrong_version: c.wrong_version,
-                oversized: c.oversized,
-                stale: c.stale,
-                impersonations: c.impersonations,
-                snapshots_installed: c.snapshots_installed,
-                campaigns: c.campaigns,
-                sealed: c.sealed,
-                committed: c.committed,
-                votes_dropped: c.votes_dropped,
-            },
+            protocol: st.counters,
             envelope: self.envelope.clone(),
         };
         self.status_tx.send_replace(Arc::new(status));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::ids::Channel;
-use autoharmonize_protocol::member::CastError;
+use autoharmonize_protocol::member::{CastError, Counters};
 use autoharmonize_protocol::transport::{Frames, Gain};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -61,7 +61,7 @@ pub struct NodeStatus {
     /// The most recent decisions (newest last).
     pub decisions: Vec<DecisionStatus>,
     /// Protocol counters.
-    pub protocol: ProtocolCounters,
+    pub protocol: Counters,
     /// Envelope (authentication) counters.
     pub envelope: EnvelopeCounters,
 }
@@ -109,23 +109,6 @@ pub struct DecisionStatus {
     pub changes: Vec<String>,
     /// Digest after it (hex).
     pub digest: String,
-}
-
-/// Protocol counters (see `autoharmonize_protocol::member::Counters`).
-#[derive(Clone, Debug, Default, Serialize)]
-#[allow(missing_docs)]
-pub struct ProtocolCounters {
-    pub received: u64,
-    pub malformed: u64,
-    pub wrong_version: u64,
-    pub oversized: u64,
-    pub stale: u64,
-    pub impersonations: u64,
-    pub snapshots_installed: u64,
-    pub campaigns: u64,
-    pub sealed: u64,
-    pub committed: u64,
-    pub votes_dropped: u64,
 }
 
 /// Datagrams dropped before the protocol saw them, by reason.

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Dest, Member, MemberEvent, Phase, Role2};
+use super::{Dest, Leadership, Member, MemberEvent, Phase};
 use crate::ids::{MemberId, Term};
 use crate::time::{LocalTime, Nanos};
 use crate::wire::{Ballot, Campaign, Message, Role};
@@ -61,7 +61,7 @@ impl Member {
             .count();
         let hb = self.timing().heartbeat.0;
         let wait = Nanos(self.cfg.election_after.0 + hb * rank as u64);
-        if let Role2::Candidate(c) = &self.role {
+        if let Leadership::Candidate(c) = &self.role {
             // Retry a stalled campaign after another full wait; until then
             // ask again, each heartbeat, the speakers that have not granted:
             // with a bare majority every ballot counts, and one lost datagram
@@ -91,7 +91,7 @@ impl Member {
         }
         let mut granted = BTreeSet::new();
         granted.insert(self.id);
-        self.role = Role2::Candidate(Candidacy {
+        self.role = Leadership::Candidate(Candidacy {
             pre,
             term,
             granted,
@@ -106,7 +106,7 @@ impl Member {
     /// Sends our campaign to every speaker (of both views while a change is
     /// in flight) that has not granted it yet.
     fn send_campaign(&mut self, now: LocalTime) {
-        let Role2::Candidate(c) = &mut self.role else {
+        let Leadership::Candidate(c) = &mut self.role else {
             return;
         };
         let Some(r) = self.replica.as_ref() else {
@@ -143,7 +143,7 @@ impl Member {
         // Stickiness: while our leader is alive we neither raise our term
         // nor vote, so a member that merely lost contact cannot disrupt us.
         let leader_alive = match self.role {
-            Role2::Leader(_) => self.quorum_heard(now),
+            Leadership::Leader(_) => self.quorum_heard(now),
             _ => {
                 self.leader.is_some()
                     && now.since(self.last_leader_contact) < self.cfg.election_after
@@ -184,7 +184,7 @@ impl Member {
             self.observe_term(now, b.hdr.term);
             return;
         }
-        let Role2::Candidate(c) = &mut self.role else {
+        let Leadership::Candidate(c) = &mut self.role else {
             return;
         };
         if c.pre != b.pre || c.term != b.term || !b.granted {
@@ -195,7 +195,7 @@ impl Member {
     }
 
     fn count_ballots(&mut self, now: LocalTime) {
-        let Role2::Candidate(c) = &self.role else {
+        let Leadership::Candidate(c) = &self.role else {
             return;
         };
         let Some(r) = self.replica.as_ref() else {

@@ -186,8 +186,9 @@ pub enum CastError {
     Invalid(&'static str),
 }
 
-/// Counters of what arrived and what was done with it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of what arrived and what was done with it. Serializable so
+/// status pages can show them as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Datagrams handed to `handle_datagram`.
     pub received: u64,
@@ -281,8 +282,9 @@ enum Phase {
     Member,
 }
 
+/// Which part this member plays in its room's leadership.
 #[derive(Debug)]
-enum Role2 {
+enum Leadership {
     Follower,
     Candidate(Candidacy),
     Leader(LeaderState),
@@ -327,7 +329,7 @@ pub struct Member {
     leader: Option<MemberId>,
     /// The last leader we followed, after we stopped following it.
     previous_leader: Option<MemberId>,
-    role: Role2,
+    role: Leadership,
     /// Mapping from our clock to mesh time; frozen while we lead.
     clock: Option<MeshClock>,
     estimator: ClockEstimator,
@@ -374,7 +376,7 @@ impl Member {
             voted_for: None,
             leader: None,
             previous_leader: None,
-            role: Role2::Follower,
+            role: Leadership::Follower,
             clock: None,
             estimator: ClockEstimator::new(),
             last_mesh: MeshTime(0),
@@ -432,7 +434,7 @@ impl Member {
     /// Whether this member currently leads its room.
     #[must_use]
     pub fn is_leader(&self) -> bool {
-        matches!(self.role, Role2::Leader(_))
+        matches!(self.role, Leadership::Leader(_))
     }
 
     /// What this member knows, at local instant `now`.
@@ -715,7 +717,7 @@ impl Member {
         if term > self.term {
             self.term = term;
             self.voted_for = None;
-            if !matches!(self.role, Role2::Follower) || self.leader.is_some() {
+            if !matches!(self.role, Leadership::Follower) || self.leader.is_some() {
                 self.become_follower(now, None);
             }
         }
@@ -723,7 +725,7 @@ impl Member {
 
     fn become_follower(&mut self, now: LocalTime, leader: Option<MemberId>) {
         let was_leader = self.is_leader();
-        self.role = Role2::Follower;
+        self.role = Leadership::Follower;
         if self.leader != leader {
             if self.leader.is_some_and(|l| l != self.id) {
                 self.previous_leader = self.leader;
@@ -765,7 +767,7 @@ impl Member {
             // us: we were probably evicted while cut off. Ask to come back.
             self.request_join(now, h.hdr.from, h.hdr.room);
         }
-        let Role2::Leader(ls) = &mut self.role else {
+        let Leadership::Leader(ls) = &mut self.role else {
             return;
         };
         if h.hdr.term == self.term && h.last.term == self.term {
@@ -860,7 +862,7 @@ impl Member {
                         last_request: None,
                         defer_to_lower: None,
                     };
-                    self.role = Role2::Follower;
+                    self.role = Leadership::Follower;
                     self.leader = None;
                     self.request_join(now, h.hdr.from, Some(their_room));
                 } else if self.is_leader() && room_wins(mine, theirs) {
@@ -891,7 +893,7 @@ impl Member {
     }
 
     fn beacon_to_stranger(&mut self, now: LocalTime, to: MemberId) {
-        let Role2::Leader(ls) = &mut self.role else {
+        let Leadership::Leader(ls) = &mut self.role else {
             return;
         };
         if ls
@@ -979,7 +981,7 @@ impl Member {
             self.term = a.hdr.term;
             self.voted_for = None;
         }
-        if self.leader != Some(a.hdr.from) || !matches!(self.role, Role2::Follower) {
+        if self.leader != Some(a.hdr.from) || !matches!(self.role, Leadership::Follower) {
             self.become_follower(now, Some(a.hdr.from));
         }
         self.last_leader_contact = now;
@@ -1059,7 +1061,7 @@ impl Member {
             .log_view()
             .get(j.hdr.from)
             .is_some_and(|m| m.boot == j.hdr.boot);
-        let Role2::Leader(ls) = &mut self.role else {
+        let Leadership::Leader(ls) = &mut self.role else {
             return;
         };
         if known {
@@ -1256,7 +1258,7 @@ impl Member {
             );
             self.push_event(MemberEvent::LeaderChanged { leader: None });
         }
-        if let Role2::Leader(ls) = &mut self.role
+        if let Leadership::Leader(ls) = &mut self.role
             && !ls.leaving.contains(&l.hdr.from)
             && ls.leaving.len() < MAX_MEMBERS
         {
@@ -1487,7 +1489,7 @@ impl Member {
             .leader
             .filter(|&l| l != self.id)
             .or(self.previous_leader.take());
-        self.role = Role2::Leader(LeaderState {
+        self.role = Leadership::Leader(LeaderState {
             predecessor,
             ..LeaderState::default()
         });
@@ -1542,7 +1544,7 @@ impl Member {
         let Some(round) = self.current_round(now) else {
             return;
         };
-        let Role2::Leader(ls) = &self.role else {
+        let Leadership::Leader(ls) = &self.role else {
             return;
         };
         // Seal the round that just ended, once.
@@ -1611,7 +1613,7 @@ impl Member {
             // (joint consensus counts them in the new view).
             for id in joins {
                 let sample = match &self.role {
-                    Role2::Leader(ls) => ls.joining.get(&id).map(|&(_, t1, t2)| (t1, t2)),
+                    Leadership::Leader(ls) => ls.joining.get(&id).map(|&(_, t1, t2)| (t1, t2)),
                     _ => None,
                 };
                 if let Some((t1, t2)) = sample {
@@ -1619,7 +1621,7 @@ impl Member {
                 }
             }
         }
-        if let Role2::Leader(ls) = &mut self.role {
+        if let Leadership::Leader(ls) = &mut self.role {
             ls.sealed = Some(round);
             if sealed {
                 self.counters.sealed += 1;
@@ -1643,7 +1645,7 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return out;
         };
-        let Role2::Leader(ls) = &mut self.role else {
+        let Leadership::Leader(ls) = &mut self.role else {
             return out;
         };
         if r.change_in_flight() {
@@ -1780,7 +1782,7 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
-        let Role2::Leader(ls) = &self.role else {
+        let Leadership::Leader(ls) = &self.role else {
             return;
         };
         let mut target = None;
@@ -1835,7 +1837,7 @@ impl Member {
         }
         self.relay.prune(|m| view.get(m).map(|info| info.last_seq));
         self.settle_own_votes(my_seq);
-        if let Role2::Leader(ls) = &mut self.role {
+        if let Leadership::Leader(ls) = &mut self.role {
             for id in &joined {
                 ls.joining.remove(id);
             }
@@ -1858,7 +1860,7 @@ impl Member {
         if now.since(since) >= self.cfg.discover_for {
             self.outside_view_since = None;
             let target = self.leader.map(|l| (r.room, l));
-            self.role = Role2::Follower;
+            self.role = Leadership::Follower;
             self.phase = Phase::Seeking {
                 since: now,
                 target,
