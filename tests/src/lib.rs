@@ -3,3 +3,4 @@
 pub mod netns;
 pub mod room;
 pub mod sim;
+pub mod timecode;
