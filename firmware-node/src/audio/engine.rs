@@ -411,6 +411,9 @@ impl Engine {
             (Some(timing_rx), None)
         };
         let dec = DecoderLoop {
+            realtime_priority: config
+                .realtime_priority
+                .map(|p| p.saturating_sub(10).max(1)),
             producer,
             ring: producer_ring,
             timings: dec_timings,
@@ -578,6 +581,10 @@ fn output_period_hint(rate: u32) -> Duration {
 /// The decoder thread: runs the producer, keeps the ring topped up, and
 /// hands the producer the output's timing observations.
 struct DecoderLoop {
+    /// SCHED_FIFO priority, below the output thread's: the ring is short
+    /// (tens of ms), so an ordinary thread starved by a busy machine would
+    /// let it run dry.
+    realtime_priority: Option<u8>,
     producer: Box<dyn Producer>,
     ring: HeapProd<f32>,
     timings: Option<HeapCons<Timing>>,
@@ -589,6 +596,11 @@ struct DecoderLoop {
 
 impl DecoderLoop {
     fn run(mut self) -> Result<(), DecodeError> {
+        if let Some(p) = self.realtime_priority
+            && let Err(e) = set_realtime(p)
+        {
+            debug!("no real-time priority for the decoder thread: {e}");
+        }
         let mut buf = vec![0.0f32; self.chunk * self.channels];
         let mut pushed = 0u64;
         let result = loop {

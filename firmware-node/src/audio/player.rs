@@ -6,9 +6,9 @@
 //! says why in the log and the status; an output that cannot be opened is
 //! an error (the node then runs without audio, reported in status).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use autoharmonize_protocol::MeshTime;
 use autoharmonize_protocol::clock::MeshClock;
@@ -148,10 +148,11 @@ impl Player {
         );
         let period = sink.config().period_frames;
         let engine_config = EngineConfig {
-            // ~43 ms ahead of the device: decisions arrive ~100 ms ahead.
-            ring_frames: 2_048,
-            prefill_frames: 1_024,
-            chunk_frames: period.clamp(64, 512),
+            // 32 ms ahead of the device (plus its own buffer): decisions
+            // arrive about 100 ms before they take effect.
+            ring_frames: 1_536,
+            prefill_frames: 768,
+            chunk_frames: period.clamp(64, 256),
             ..EngineConfig::default()
         };
         let engine = Engine::start_producer(Box::new(renderer), sink, engine_config, time)?;
@@ -222,15 +223,26 @@ impl Player {
         }
     }
 
-    /// The number of channels (stems) of the track, for founding a room.
+    /// The number of channels (stems) of the track, for founding a room,
+    /// and the index of the stem this speaker plays (`None` for all).
     #[must_use]
-    pub fn channel_count(config: &PlayerConfig) -> usize {
-        Track::open(&config.track_dir).map_or(FALLBACK_CHANNELS, |t| t.stems().len())
+    pub fn channels_of(config: &PlayerConfig) -> (usize, Option<usize>) {
+        let Ok(track) = Track::open(&config.track_dir) else {
+            let stem = match config.stem {
+                StemChoice::Index(i) => Some(i),
+                _ => None,
+            };
+            return (FALLBACK_CHANNELS, stem);
+        };
+        let stem = match track.pick(&config.stem) {
+            Ok(super::track::Selection::One(i, _)) => Some(i),
+            _ => None,
+        };
+        (track.stems().len(), stem)
     }
 
     /// Stops the threads.
-    pub fn stop(self, timeout: Duration) {
-        let _ = timeout;
+    pub fn stop(self) {
         if let Err(e) = self.engine.stop() {
             warn!("audio stopped with an error: {e}");
         }
@@ -252,7 +264,7 @@ fn open_voices(
         Err(e) => {
             problems.push(format!("track {}: {e}", config.track_dir.display()));
             let channels: Vec<usize> = match config.stem {
-                StemChoice::Index(i) => vec![usize::from(i)],
+                StemChoice::Index(i) => vec![i],
                 _ => vec![0],
             };
             return (
@@ -297,4 +309,39 @@ fn open_voices(
         voices.extend(silent(0));
     }
     (Some(track.title().to_owned()), names, voices)
+}
+
+/// The track folder to play: `track` (a folder name inside `media_dir`, or
+/// a path), else `media_dir` itself if it holds stems, else the first
+/// folder of `media_dir` (in name order) that is a track.
+///
+/// # Errors
+/// Nothing playable was found; the message says where it looked.
+pub fn find_track(media_dir: &Path, track: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(t) = track {
+        let p = Path::new(t);
+        let dir = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            media_dir.join(p)
+        };
+        return Ok(dir);
+    }
+    if Track::open(media_dir).is_ok() {
+        return Ok(media_dir.to_path_buf());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(media_dir)
+        .map_err(|e| {
+            format!(
+                "cannot read the media directory {}: {e}",
+                media_dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .find(|d| Track::open(d).is_ok())
+        .ok_or_else(|| format!("no track (a folder of stems) in {}", media_dir.display()))
 }

@@ -136,9 +136,8 @@ pub struct Timeline {
 }
 
 /// The [`Timeline`] shared between the mesh loop (writer) and the renderer
-/// (reader, on the decoder thread; neither is real-time, so a mutex is
-/// fine). A version counter spares the renderer the lock when nothing
-/// changed.
+/// (reader, on the decoder thread). A version counter spares the renderer
+/// the lock when nothing changed, and the renderer never waits for it.
 #[derive(Debug, Default)]
 pub struct SharedTimeline {
     inner: Mutex<Timeline>,
@@ -156,15 +155,21 @@ impl SharedTimeline {
         self.version.fetch_add(1, Ordering::Release);
     }
 
+    /// The timeline if it changed since version `seen`. Never waits: the
+    /// renderer runs at real-time priority and the writer does not, so
+    /// waiting for the lock could stall it for as long as the busiest
+    /// process keeps the writer off the CPU. If the writer holds the lock,
+    /// the renderer keeps its copy and looks again next block.
     fn snapshot_if_newer(&self, seen: u64) -> Option<(u64, Timeline)> {
         let v = self.version.load(Ordering::Acquire);
         if v == seen {
             return None;
         }
-        let t = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = match self.inner.try_lock() {
+            Ok(t) => t,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         Some((self.version.load(Ordering::Acquire), t.clone()))
     }
 }
@@ -549,7 +554,8 @@ fn render_voice(
             .then(|| ((tc - ctx.t0) / ctx.ns_per_frame) as f32)
     });
 
-    if !ch.playing && !(v.cued && v.fading) {
+    let fading_out = v.cued && v.fading;
+    if !ch.playing && !fading_out {
         v.cued = false;
         v.env = 0.0;
         v.gain = target_gain;
