@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::clock::LocalClock;
+use crate::notify::Watchdog;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ViewMember,
 };
@@ -127,6 +128,7 @@ pub struct Mesh {
     last_forged_warning: Option<Instant>,
     last_drop_log: Instant,
     drops_at_last_log: u64,
+    watchdog: Watchdog,
 }
 
 impl Mesh {
@@ -157,8 +159,15 @@ impl Mesh {
             last_forged_warning: None,
             last_drop_log: Instant::now(),
             drops_at_last_log: 0,
+            watchdog: Watchdog::disabled(),
         };
         (mesh, status_rx)
+    }
+
+    /// The systemd watchdog this loop pets once per iteration, so a wedged
+    /// loop stops the pings and systemd restarts the node.
+    pub fn set_watchdog(&mut self, watchdog: Watchdog) {
+        self.watchdog = watchdog;
     }
 
     /// Runs until `shutdown` resolves, then says goodbye to the room.
@@ -207,6 +216,7 @@ impl Mesh {
                 self.publish();
                 self.log_drops();
             }
+            self.watchdog.pet().await;
         }
         info!(member = %self.id, "leaving the room");
         self.member.leave(self.clock.now());
