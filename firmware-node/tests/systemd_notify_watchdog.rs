@@ -29,29 +29,14 @@ fn start(dir: &Path, socket: &Path, status_port: u16, extra: &[&str]) -> Node {
     Node::start(dir, status_port, extra, &env)
 }
 
-/// Notifications received within `dur`, with their arrival times.
-fn receive(socket: &UnixDatagram, dur: Duration) -> Vec<(Instant, String)> {
-    let deadline = Instant::now() + dur;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .expect("timeout");
-        match socket.recv(&mut buf) {
-            Ok(n) => out.push((
-                Instant::now(),
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-            )),
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-/// Receives until a notification holds the line `want`; returns whether
-/// one did and everything received.
-fn wait_for(socket: &UnixDatagram, want: &str, within: Duration) -> (bool, Vec<String>) {
+/// Receives notifications for up to `within`, stopping early after one
+/// that holds the line `until`; returns whether one did, and everything
+/// received.
+fn receive_until(
+    socket: &UnixDatagram,
+    within: Duration,
+    until: Option<&str>,
+) -> (bool, Vec<String>) {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -61,7 +46,7 @@ fn wait_for(socket: &UnixDatagram, want: &str, within: Duration) -> (bool, Vec<S
             .expect("timeout");
         let Ok(n) = socket.recv(&mut buf) else { break };
         let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let hit = message.lines().any(|l| l == want);
+        let hit = until.is_some_and(|want| message.lines().any(|l| l == want));
         seen.push(message);
         if hit {
             return (true, seen);
@@ -70,10 +55,20 @@ fn wait_for(socket: &UnixDatagram, want: &str, within: Duration) -> (bool, Vec<S
     (false, seen)
 }
 
-fn pings(messages: &[(Instant, String)]) -> usize {
+/// Every notification received within `within`.
+fn receive(socket: &UnixDatagram, within: Duration) -> Vec<String> {
+    receive_until(socket, within, None).1
+}
+
+/// Receives until a notification holds the line `want`.
+fn wait_for(socket: &UnixDatagram, want: &str, within: Duration) -> (bool, Vec<String>) {
+    receive_until(socket, within, Some(want))
+}
+
+fn pings(messages: &[String]) -> usize {
     messages
         .iter()
-        .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
         .count()
 }
 

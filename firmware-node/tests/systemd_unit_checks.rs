@@ -94,6 +94,24 @@ fn verify(unit: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `systemd-analyze security --offline=true` with a threshold of 2.0: it
+/// exits non-zero above it. `--threshold` takes an integer in tenths of the
+/// printed exposure (systemd compares it with its internal 0-100 score), so
+/// an exposure of 2.0 is `--threshold=20`; `--threshold=2.0` is rejected as
+/// unparsable (systemd 252).
+fn security(unit: &Path) -> Output {
+    run(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=true",
+            "--threshold=20",
+            "--no-pager",
+            unit.to_str().expect("utf-8"),
+        ],
+    )
+}
+
 /// The overall exposure `systemd-analyze security` prints, e.g. 1.7.
 fn exposure(stdout: &str) -> Option<f64> {
     stdout
@@ -117,21 +135,7 @@ fn unit_security_exposure_is_at_most_2_with_realtime_audio_allowed() {
         return;
     }
     let unit = systemd_dir().join(UNIT_NAME);
-    let unit = unit.to_str().expect("utf-8");
-    // `--threshold` takes an integer in tenths of the printed exposure
-    // (systemd compares it with its internal 0-100 score), so an exposure
-    // of 2.0 is `--threshold=20`; `--threshold=2.0` is rejected as
-    // unparsable by systemd 252. Above the threshold it exits non-zero.
-    let out = run(
-        "systemd-analyze",
-        &[
-            "security",
-            "--offline=true",
-            "--threshold=20",
-            "--no-pager",
-            unit,
-        ],
-    );
+    let out = security(&unit);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -178,16 +182,7 @@ fn unit_security_exposure_is_at_most_2_with_realtime_audio_allowed() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&bare, stripped).expect("bare unit");
-    let out = run(
-        "systemd-analyze",
-        &[
-            "security",
-            "--offline=true",
-            "--threshold=20",
-            "--no-pager",
-            bare.to_str().expect("utf-8"),
-        ],
-    );
+    let out = security(&bare);
     assert!(
         !out.status.success(),
         "an unhardened unit passes the threshold"
