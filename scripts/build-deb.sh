@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
         --arch) arch="${2:?--arch needs amd64 or arm64}"; shift 2 ;;
         --arch=*) arch="${1#--arch=}"; shift ;;
         --check) check=true; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
