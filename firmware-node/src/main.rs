@@ -10,7 +10,8 @@ use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{Discovery, DiscoveryConfig, PeerEvent};
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup, PeerAddr};
-use autoharmonize_node::{identity, logging, status};
+use autoharmonize_node::notify::Supervisor;
+use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
@@ -84,6 +85,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let mut member_config =
         mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
     member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
+    let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,7 +100,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let listener = status::bind(config.status_listen)
             .await
             .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
-        let (mesh, status_rx) = Mesh::new(MeshSetup {
+        let (mut mesh, status_rx) = Mesh::new(MeshSetup {
             id: member,
             boot,
             name: config.name.clone(),
@@ -109,7 +111,16 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             clock,
             player,
         });
+        let mut watchdog = supervisor.watchdog();
+        if cli.test.test_stall_on_sigusr1 {
+            watchdog
+                .stall_on_sigusr1()
+                .context("installing the test stall signal")?;
+        }
+        mesh.set_watchdog(watchdog);
         let (commands_tx, commands_rx) = mpsc::channel(16);
+        // Buttons cast through the same channel as the status endpoint.
+        let _gpio = gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone());
         let (discovered_tx, discovered_rx) = mpsc::channel(64);
         let discovery = if config.mdns {
             let port = socket_port;
@@ -144,10 +155,19 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             }
         });
         info!(status = %config.status_listen, "status endpoint listening");
+        // Installed before READY: a SIGTERM right after it must stop the
+        // node cleanly, not kill it with the default disposition.
+        let shutdown = shutdown_signal();
+        // READY=1, the one place it is sent: the mesh socket is bound, the
+        // status endpoint listens and the mesh loop starts right below.
+        // Whatever must be up before systemd starts dependent units (the
+        // audio output) goes before this line.
+        supervisor.ready();
         let result = mesh
-            .run(shutdown_signal(), commands_rx, discovered_rx)
+            .run(shutdown, commands_rx, discovered_rx)
             .await
             .context("the mesh socket failed");
+        supervisor.stopping();
         if let Some(d) = discovery.and_then(|d| Arc::try_unwrap(d).ok()) {
             // Goodbye over mDNS too, so browsers drop us at once.
             if let Err(e) = tokio::task::spawn_blocking(move || d.shutdown()).await {
@@ -186,18 +206,22 @@ fn player_config(config: &Config) -> PlayerConfig {
     }
 }
 
-/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C). The handlers are
+/// installed when this is called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot listen for signals; stop the node with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            warn!("cannot listen for signals; stop the node with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
     }
 }

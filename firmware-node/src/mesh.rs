@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::audio::player::Player;
 use crate::clock::LocalClock;
+use crate::notify::Watchdog;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ViewMember,
 };
@@ -136,6 +137,7 @@ pub struct Mesh {
     /// What the player was last told: the clock, and whether it has a state.
     player_clock: Option<MeshClock>,
     player_has_state: bool,
+    watchdog: Watchdog,
 }
 
 impl Mesh {
@@ -169,8 +171,15 @@ impl Mesh {
             player: setup.player,
             player_clock: None,
             player_has_state: false,
+            watchdog: Watchdog::disabled(),
         };
         (mesh, status_rx)
+    }
+
+    /// The systemd watchdog this loop pets once per iteration, so a wedged
+    /// loop stops the pings and systemd restarts the node.
+    pub fn set_watchdog(&mut self, watchdog: Watchdog) {
+        self.watchdog = watchdog;
     }
 
     /// Runs until `shutdown` resolves, then says goodbye to the room.
@@ -220,6 +229,7 @@ impl Mesh {
                 self.publish();
                 self.log_drops();
             }
+            self.watchdog.pet().await;
         }
         info!(member = %self.id, "leaving the room");
         self.member.leave(self.clock.now());
