@@ -84,6 +84,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let listener = status::bind(config.status_listen)
             .await
             .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
+        // The audio engine fills this (buffer level, xruns); the mesh sends
+        // it in every heartbeat. Until it is wired, the node reports zeros.
+        let (_health_tx, health_rx) = tokio::sync::watch::channel(mesh::AudioHealth::default());
         let (mesh, status_rx) = Mesh::new(MeshSetup {
             id: member,
             boot,
@@ -93,6 +96,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             socket,
             peers: config.peers.clone(),
             clock: cli.test.clock(),
+            health: health_rx,
         });
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (discovered_tx, discovered_rx) = mpsc::channel(64);
