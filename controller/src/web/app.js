@@ -12,6 +12,7 @@
   const rows = new Map();
   let state = null, receivedAt = 0, seekMax = 300000, socket = null, noticeTimer = 0;
   window.ahLog = [];
+  window.ahSent = [];
   window.ahFirstLive = null;
 
   function fmt(ms) {
@@ -21,7 +22,10 @@
   }
 
   function send(action) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(action));
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(action));
+      window.ahSent.push({ t: performance.now(), action });
+    }
   }
 
   function notice(text) {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -70,7 +72,7 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     http(port, "GET", path, None, &[]).and_then(|(code, body)| (code == 200).then_some(body))
 }
 
-/// One HTTP/1.1 request; the status code and body.
+/// One HTTP/1.1 request (5 s to answer); the status code and body.
 pub fn http(
     port: u16,
     method: &str,
@@ -78,8 +80,20 @@ pub fn http(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Option<(u16, String)> {
+    http_within(Duration::from_secs(5), port, method, path, body, headers)
+}
+
+/// One HTTP/1.1 request, waiting up to `timeout` for the answer.
+pub fn http_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     let body = body.unwrap_or("");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -94,19 +108,45 @@ pub fn http(
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let code = resp.split(' ').nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Chunked bodies (axum streams JSON that way sometimes): undo it.
-    let body = if resp
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
+    // Read the head, then exactly the body: some servers (chromedriver)
+    // keep the connection open despite `Connection: close`.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
     };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    let length = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    });
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &raw[head_end..];
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+    let body = if chunked { dechunk(&body) } else { body };
     Some((code, body))
 }
 
@@ -204,6 +244,14 @@ impl LoopRoom {
         cmd.stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log));
         self.children[i] = Some(cmd.spawn().expect("node starts"));
+    }
+
+    /// Kills node `i` (SIGKILL, by pid).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn len(&self) -> usize {
