@@ -1034,7 +1034,10 @@ fn parse_channel(value: ChannelValue) -> Result<ChannelSpec, String> {
 
 /// Reads the group secret; returns it and whether the file is readable by
 /// every user.
-fn read_secret(path: &Path) -> Result<(GroupSecret, bool), String> {
+///
+/// # Errors
+/// A one-line reason.
+pub fn read_secret(path: &Path) -> Result<(GroupSecret, bool), String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let meta = file
@@ -1144,7 +1147,12 @@ fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     ))
 }
 
-fn parse_peer(text: &str) -> Result<SocketAddr, String> {
+/// A peer's address as given on the command line or in the file
+/// (`ADDR[:PORT]`, port 7710 by default).
+///
+/// # Errors
+/// A one-line reason.
+pub fn parse_peer(text: &str) -> Result<SocketAddr, String> {
     let addr = parse_addr(text, DEFAULT_PORT)?;
     if addr.ip().is_unspecified() || addr.ip().is_multicast() || addr.port() == 0 {
         return Err(format!("{addr} cannot be a peer's address"));

@@ -100,6 +100,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let listener = status::bind(config.status_listen)
             .await
             .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
+        // The node's own player reports its health to the mesh directly;
+        // this channel is for embedders without one (it stays at zero).
+        let (_health_tx, health_rx) = tokio::sync::watch::channel(mesh::AudioHealth::default());
         let (mut mesh, status_rx) = Mesh::new(MeshSetup {
             id: member,
             boot,
@@ -110,6 +113,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             peers: config.peers.clone(),
             clock,
             player,
+            health: health_rx,
         });
         let mut watchdog = supervisor.watchdog();
         if cli.test.test_stall_on_sigusr1 {

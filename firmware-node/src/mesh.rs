@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
-use autoharmonize_protocol::wire::{Role, ViewChange};
+use autoharmonize_protocol::wire::{Health, Role, ViewChange};
 use autoharmonize_protocol::{BootId, MemberId, Nanos};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -29,7 +29,7 @@ use crate::audio::player::Player;
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
 use crate::status::{
-    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, ViewMember,
+    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, OwnVoteStatus, ViewMember,
 };
 
 /// Most member addresses remembered; the oldest entry goes first.
@@ -41,6 +41,10 @@ const DECISIONS_KEPT: usize = 32;
 /// How often the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_millis(50);
 
+/// Own votes whose outcome is kept for the status page (and the
+/// controller, which waits on them).
+const OWN_VOTES_KEPT: usize = 32;
+
 /// How often a summary of dropped datagrams may be logged at warn level.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -51,6 +55,16 @@ pub struct PeerAddr {
     pub id: MemberId,
     /// Where its mesh socket listens.
     pub addr: SocketAddr,
+}
+
+/// Audio figures a member reports in its heartbeats (see
+/// `wire::Health`): the audio engine publishes them, the mesh sends them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AudioHealth {
+    /// Milliseconds of audio queued ahead of the DAC.
+    pub buffer_ms: u16,
+    /// Output underruns since start.
+    pub xruns: u32,
 }
 
 /// What the mesh loop needs to start.
@@ -74,6 +88,8 @@ pub struct MeshSetup {
     /// The audio player, if audio runs: it receives every decided state and
     /// the mesh clock.
     pub player: Option<Player>,
+    /// Audio figures for the heartbeats (a controller leaves them zero).
+    pub health: watch::Receiver<AudioHealth>,
 }
 
 /// Maps member ids to addresses.
@@ -128,6 +144,8 @@ pub struct Mesh {
     clock: LocalClock,
     envelope: EnvelopeCounters,
     decisions: VecDeque<DecisionStatus>,
+    own_votes: VecDeque<OwnVoteStatus>,
+    health: watch::Receiver<AudioHealth>,
     status_tx: watch::Sender<Arc<NodeStatus>>,
     out: Vec<u8>,
     last_forged_warning: Option<Instant>,
@@ -163,6 +181,8 @@ impl Mesh {
             clock: setup.clock,
             envelope: EnvelopeCounters::default(),
             decisions: VecDeque::with_capacity(DECISIONS_KEPT),
+            own_votes: VecDeque::with_capacity(OWN_VOTES_KEPT),
+            health: setup.health,
             status_tx,
             out: Vec::with_capacity(1500),
             last_forged_warning: None,
@@ -215,6 +235,10 @@ impl Mesh {
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
+            }
+            if self.health.has_changed().unwrap_or(false) {
+                let h = *self.health.borrow_and_update();
+                self.member.set_audio_health(h.buffer_ms, h.xruns);
             }
             // Timers are checked after every input, so a busy socket can
             // never starve them.
@@ -316,7 +340,18 @@ impl Mesh {
             Command::Cast(event, reply) => {
                 let result = self.member.cast(self.clock.now(), event);
                 match &result {
-                    Ok(seq) => info!(?event, seq, "vote cast"),
+                    Ok(seq) => {
+                        info!(?event, seq, "vote cast");
+                        if self.own_votes.len() == OWN_VOTES_KEPT {
+                            self.own_votes.pop_front();
+                        }
+                        self.own_votes.push_back(OwnVoteStatus {
+                            seq: *seq,
+                            event: format!("{event:?}"),
+                            state: "pending".into(),
+                            apply_at: None,
+                        });
+                    }
                     Err(e) => info!(?event, "vote refused: {e}"),
                 }
                 let _ = reply.send(result);
@@ -373,6 +408,11 @@ impl Mesh {
                     } else {
                         debug!(round = a.entry.id.round.0, "decided (nothing)");
                     }
+                    for v in a.entry.votes.iter().filter(|v| v.member == self.id) {
+                        if let Some(o) = self.own_votes.iter_mut().find(|o| o.seq == v.seq) {
+                            o.apply_at = Some(a.apply_at.0);
+                        }
+                    }
                     if self.decisions.len() == DECISIONS_KEPT {
                         self.decisions.pop_front();
                     }
@@ -404,9 +444,13 @@ impl Mesh {
                         self.player_has_state = true;
                     }
                 }
-                MemberEvent::VoteDecided { seq } => debug!(seq, "own vote decided"),
+                MemberEvent::VoteDecided { seq } => {
+                    debug!(seq, "own vote decided");
+                    self.settle_own_vote(seq, "decided");
+                }
                 MemberEvent::VoteDropped { seq, reason } => {
                     warn!(seq, ?reason, "own vote dropped without a decision");
+                    self.settle_own_vote(seq, "dropped");
                 }
             }
         }
@@ -428,6 +472,19 @@ impl Mesh {
         {
             p.replaced(t.clone());
             self.player_has_state = true;
+        }
+        // Frames queued ahead of the DAC (ring + device) at 48 kHz.
+        let c = p.counters();
+        let queued = c.ring_fill_frames + u64::try_from(c.delay_frames.max(0)).unwrap_or(0);
+        self.member.set_audio_health(
+            u16::try_from(queued / 48).unwrap_or(u16::MAX),
+            u32::try_from(c.xruns).unwrap_or(u32::MAX),
+        );
+    }
+
+    fn settle_own_vote(&mut self, seq: u32, state: &str) {
+        if let Some(o) = self.own_votes.iter_mut().find(|o| o.seq == seq) {
+            o.state = state.into();
         }
     }
 
@@ -469,16 +526,35 @@ impl Mesh {
             view: st
                 .view
                 .iter()
-                .map(|m| ViewMember {
-                    id: m.id.to_string(),
-                    boot: m.boot.0,
-                    role: match m.role {
-                        Role::Speaker => "speaker".into(),
-                        Role::Controller => "controller".into(),
-                    },
-                    stem: m.stem,
+                .map(|m| {
+                    // Our own figures are current; a peer's are from its
+                    // last heartbeat.
+                    let (health, last_heard) = if m.id == st.id {
+                        (Some(st.health), Some(Nanos(0)))
+                    } else {
+                        st.peers
+                            .iter()
+                            .find(|p| p.id == m.id)
+                            .map_or((None, None), |p| (p.health, p.last_heard))
+                    };
+                    ViewMember {
+                        id: m.id.to_string(),
+                        boot: m.boot.0,
+                        role: match m.role {
+                            Role::Speaker => "speaker".into(),
+                            Role::Controller => "controller".into(),
+                        },
+                        stem: m.stem,
+                        clock_error_us: health
+                            .map(|h| h.clock_error_us)
+                            .filter(|&e| e != Health::CLOCK_UNKNOWN),
+                        buffer_ms: health.map(|h| h.buffer_ms),
+                        xruns: health.map(|h| h.xruns),
+                        last_heard_ms: last_heard.map(Nanos::as_millis),
+                    }
                 })
                 .collect(),
+            own_votes: self.own_votes.iter().cloned().collect(),
             channels,
             decisions: self.decisions.iter().cloned().collect(),
             protocol: st.counters,
@@ -510,8 +586,15 @@ fn is_transient(e: &std::io::Error) -> bool {
 /// The protocol configuration a node's settings call for.
 #[must_use]
 pub fn member_config(heartbeat_ms: u64, stem: Option<u8>) -> MemberConfig {
+    member_config_for(Role::Speaker, heartbeat_ms, stem)
+}
+
+/// The protocol configuration of a member with `role` (the controller
+/// joins as [`Role::Controller`]).
+#[must_use]
+pub fn member_config_for(role: Role, heartbeat_ms: u64, stem: Option<u8>) -> MemberConfig {
     let mut cfg = MemberConfig {
-        role: Role::Speaker,
+        role,
         stem,
         ..MemberConfig::default()
     };

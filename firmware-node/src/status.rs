@@ -60,6 +60,8 @@ pub struct NodeStatus {
     pub channels: Vec<ChannelStatus>,
     /// The most recent decisions (newest last).
     pub decisions: Vec<DecisionStatus>,
+    /// This node's most recent own votes (newest last).
+    pub own_votes: Vec<OwnVoteStatus>,
     /// Protocol counters.
     pub protocol: Counters,
     /// Envelope (authentication) counters.
@@ -79,6 +81,29 @@ pub struct ViewMember {
     pub role: String,
     /// Stem it plays, if announced.
     pub stem: Option<u8>,
+    /// Bound on its mesh clock error, in µs, once it has an estimate.
+    pub clock_error_us: Option<u32>,
+    /// Audio queued ahead of its DAC, in ms.
+    pub buffer_ms: Option<u16>,
+    /// Its output underruns since it started.
+    pub xruns: Option<u32>,
+    /// Milliseconds since its last heartbeat reached this node (0 for this
+    /// node itself); `None` if none has yet.
+    pub last_heard_ms: Option<u64>,
+}
+
+/// One of this node's own votes and what became of it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OwnVoteStatus {
+    /// Its sequence number (as `POST /cast` returned it).
+    pub seq: u32,
+    /// The event.
+    pub event: String,
+    /// `pending`, `decided` or `dropped` (never decided: no quorum, or
+    /// the node moved to another room).
+    pub state: String,
+    /// Mesh instant (ns) at which the decision carrying it takes effect.
+    pub apply_at: Option<u64>,
 }
 
 /// One channel's agreed state.

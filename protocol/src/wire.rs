@@ -22,7 +22,7 @@ use crate::time::{LocalTime, MeshTime, Nanos};
 use crate::transport::Transport;
 
 /// Version of the datagram format; the first byte of every datagram.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Largest datagram a member sends or accepts: fits one UDP datagram on any
 /// path without IP fragmentation (the QUIC minimum).
@@ -140,6 +140,26 @@ pub struct Header {
     pub term: Term,
 }
 
+/// A member's own account of how well it plays, carried in every heartbeat
+/// so that controllers can show clock-sync health, buffer level and xruns
+/// per member. Informational only: no protocol rule reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
+pub struct Health {
+    /// Bound on the sender's mesh clock error, in µs (0 for the time
+    /// reference; [`Health::CLOCK_UNKNOWN`] before any estimate). Saturates.
+    pub clock_error_us: u32,
+    /// Audio queued ahead of the DAC, in ms (0 when not playing or for a
+    /// controller).
+    pub buffer_ms: u16,
+    /// Output underruns since the sender started.
+    pub xruns: u32,
+}
+
+impl Health {
+    /// `clock_error_us` of a member that has no clock estimate yet.
+    pub const CLOCK_UNKNOWN: u32 = u32::MAX;
+}
+
 /// Sent by every follower once per round to every member of its view (and by
 /// a leader to everyone as a beacon, so separated rooms find each other).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
@@ -167,6 +187,8 @@ pub struct Heartbeat {
     /// Bit `i` set: the sender heard view member `i` in the last two rounds.
     /// Evidence for the failure detector that a member is alive.
     pub heard: u64,
+    /// How well the sender plays, for controllers to show.
+    pub health: Health,
     /// The sender's own pending vote and others' votes not yet seen applied.
     pub votes: heapless::Vec<Vote, MAX_RELAYED_VOTES>,
 }
@@ -445,13 +467,18 @@ mod tests {
             room_size: 3,
             view_epoch: Round(10),
             heard: 0b101,
+            health: Health {
+                clock_error_us: 250,
+                buffer_ms: 40,
+                xruns: 1,
+            },
             votes,
         });
         let bytes = msg.encode();
         assert_eq!(
             bytes,
             [
-                1, 0, // version, kind = Heartbeat
+                2, 0, // version, kind = Heartbeat
                 0x82, 0x02, 7, 0, 1, 5, 1, 3, // header
                 0xAC, 0x02, // round 300
                 0xE8, 0x07, // sent_at 1000
@@ -460,6 +487,7 @@ mod tests {
                 0xAA, 0x02, 3, // commit
                 0xAB, 0x01, // digest
                 3, 10, 5, // room_size, view_epoch, heard
+                0xFA, 0x01, 40, 1, // health: clock error 250 µs, buffer 40 ms, 1 xrun
                 1, 9, 2, 2, 1, 1, 0x80, 0xF7, 0x02, // one vote: seek stem 1 to 48000
             ]
         );
@@ -469,15 +497,19 @@ mod tests {
     #[test]
     fn pinned_leave_bytes() {
         let msg = Message::Leave(Leave { hdr: hdr() });
-        assert_eq!(msg.encode(), [1, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
+        assert_eq!(msg.encode(), [2, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
     }
 
     #[test]
     fn rejects_bad_envelopes() {
         assert_eq!(Message::decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(Message::decode(&[2, 0]), Err(DecodeError::Version(2)));
-        assert_eq!(Message::decode(&[1]), Err(DecodeError::Malformed));
-        assert_eq!(Message::decode(&[1, 200]), Err(DecodeError::Malformed));
+        assert_eq!(Message::decode(&[1, 0]), Err(DecodeError::Version(1)));
+        assert_eq!(Message::decode(&[3, 0]), Err(DecodeError::Version(3)));
+        assert_eq!(Message::decode(&[VERSION]), Err(DecodeError::Malformed));
+        assert_eq!(
+            Message::decode(&[VERSION, 200]),
+            Err(DecodeError::Malformed)
+        );
         assert_eq!(
             Message::decode(&vec![1; MAX_DATAGRAM + 1]),
             Err(DecodeError::Oversized(MAX_DATAGRAM + 1))
@@ -509,6 +541,7 @@ mod tests {
             room_size: 0,
             view_epoch: Round(0),
             heard: 0,
+            health: Health::default(),
             votes: heapless::Vec::new(),
         });
         let mut bytes = msg.encode();
@@ -632,6 +665,11 @@ mod tests {
             room_size: u8::MAX,
             view_epoch: Round(u64::MAX),
             heard: u64::MAX,
+            health: Health {
+                clock_error_us: u32::MAX,
+                buffer_ms: u16::MAX,
+                xruns: u32::MAX,
+            },
             votes,
         });
         for msg in [append, snapshot, heartbeat] {
@@ -776,23 +814,31 @@ mod tests {
                 any::<(u64, u64, Option<u64>, u64, u8, u64, u64)>(),
                 entry_id(),
                 entry_id(),
-                votes::<MAX_RELAYED_VOTES>()
+                votes::<MAX_RELAYED_VOTES>(),
+                any::<(u32, u16, u32)>(),
             )
-                .prop_map(|(hdr, (r, s, l, d, n, e, h), last, commit, votes)| {
-                    Message::Heartbeat(Heartbeat {
-                        hdr,
-                        round: Round(r),
-                        sent_at: LocalTime(s),
-                        leader: l.map(MemberId),
-                        last,
-                        commit,
-                        digest: d,
-                        room_size: n,
-                        view_epoch: Round(e),
-                        heard: h,
-                        votes,
-                    })
-                }),
+                .prop_map(
+                    |(hdr, (r, s, l, d, n, e, h), last, commit, votes, (c, b, x))| {
+                        Message::Heartbeat(Heartbeat {
+                            hdr,
+                            round: Round(r),
+                            sent_at: LocalTime(s),
+                            leader: l.map(MemberId),
+                            last,
+                            commit,
+                            digest: d,
+                            room_size: n,
+                            view_epoch: Round(e),
+                            heard: h,
+                            health: Health {
+                                clock_error_us: c,
+                                buffer_ms: b,
+                                xruns: x,
+                            },
+                            votes,
+                        })
+                    }
+                ),
             (
                 header(),
                 entry_id(),

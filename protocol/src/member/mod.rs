@@ -39,7 +39,7 @@ use crate::membership::{View, room_wins};
 use crate::time::{LocalTime, MeshTime, Nanos};
 use crate::transport::{Gain, Transport};
 use crate::wire::{
-    Append, ClockReply, DecodeError, Entry, EntryId, Header, Heartbeat, JoinRequest, Leave,
+    Append, ClockReply, DecodeError, Entry, EntryId, Header, Health, Heartbeat, JoinRequest, Leave,
     MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS, MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS,
     MAX_VIEW_CHANGES, MemberInfo, Message, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot,
     SnapshotRequest, ViewChange, VoteCast,
@@ -251,8 +251,24 @@ pub struct Status {
     pub clock_error: Option<Nanos>,
     /// Own votes queued or in flight.
     pub pending_votes: usize,
+    /// What this member reports about itself in its heartbeats.
+    pub health: Health,
+    /// The other members of the committed view, as last heard.
+    pub peers: Vec<PeerStatus>,
     /// Counters.
     pub counters: Counters,
+}
+
+/// Another member of the view, as this member last heard it: what a
+/// controller shows in its member list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The member.
+    pub id: MemberId,
+    /// Its health from its last heartbeat, if one arrived.
+    pub health: Option<Health>,
+    /// Time since its last heartbeat, if one arrived.
+    pub last_heard: Option<Nanos>,
 }
 
 /// Clock samples taken one per round before probing slows down.
@@ -344,6 +360,11 @@ pub struct Member {
     outside_view_since: Option<LocalTime>,
     /// Last time each peer was heard directly, and by others' evidence.
     heard: BTreeMap<MemberId, LocalTime>,
+    /// Each view member's health from its last heartbeat, and when it came.
+    /// Bounded: only members of the view are kept.
+    peer_health: BTreeMap<MemberId, (Health, LocalTime)>,
+    /// Audio figures the shell reported, sent in our heartbeats.
+    audio_health: (u16, u32),
     /// Round in which we last sent our heartbeat.
     heartbeat_round: Option<Round>,
     last_snapshot_request: Option<LocalTime>,
@@ -386,6 +407,8 @@ impl Member {
             last_commit_advance: None,
             outside_view_since: None,
             heard: BTreeMap::new(),
+            peer_health: BTreeMap::new(),
+            audio_health: (0, 0),
             heartbeat_round: None,
             last_snapshot_request: None,
             last_rejoin_request: None,
@@ -438,6 +461,27 @@ impl Member {
         self.own.pending_on(channel)
     }
 
+    /// What this member reports about itself in its heartbeats: its clock
+    /// error bound (from its own estimate) and the audio figures the shell
+    /// last gave to [`Member::set_audio_health`].
+    #[must_use]
+    pub fn health(&self) -> Health {
+        let clock_error_us = if self.is_leader() {
+            0
+        } else {
+            self.estimator
+                .error_bound()
+                .map_or(Health::CLOCK_UNKNOWN, |e| {
+                    u32::try_from(e.0 / 1_000).unwrap_or(u32::MAX - 1)
+                })
+        };
+        Health {
+            clock_error_us,
+            buffer_ms: self.audio_health.0,
+            xruns: self.audio_health.1,
+        }
+    }
+
     /// Whether this member currently leads its room.
     #[must_use]
     pub fn is_leader(&self) -> bool {
@@ -468,6 +512,24 @@ impl Member {
                 self.estimator.error_bound()
             },
             pending_votes: self.own.len(),
+            health: self.health(),
+            peers: r
+                .map(|r| {
+                    r.view
+                        .members()
+                        .iter()
+                        .filter(|m| m.id != self.id)
+                        .map(|m| {
+                            let seen = self.peer_health.get(&m.id);
+                            PeerStatus {
+                                id: m.id,
+                                health: seen.map(|s| s.0),
+                                last_heard: seen.map(|s| now.since(s.1)),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             counters: self.counters,
         }
     }
@@ -493,6 +555,14 @@ impl Member {
     }
 
     // ----- outputs -----------------------------------------------------
+
+    // ----- inputs from the shell ----------------------------------------
+
+    /// Audio figures for the heartbeats: ms of audio queued ahead of the
+    /// DAC and output underruns since start. A controller leaves them zero.
+    pub fn set_audio_health(&mut self, buffer_ms: u16, xruns: u32) {
+        self.audio_health = (buffer_ms, xruns);
+    }
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -760,6 +830,12 @@ impl Member {
         let Some(r) = self.replica.as_ref() else {
             return;
         };
+        if r.view.get(h.hdr.from).is_some() {
+            if self.peer_health.len() >= MAX_MEMBERS {
+                self.peer_health.retain(|id, _| r.view.get(*id).is_some());
+            }
+            self.peer_health.insert(h.hdr.from, (h.health, now));
+        }
         // Either view: a member whose removal is still uncommitted must be
         // kept up to date, the old view's quorum may need it.
         let in_view = r.view.get(h.hdr.from).is_some() || r.log_view().get(h.hdr.from).is_some();
@@ -1475,6 +1551,7 @@ impl Member {
             }),
             view_epoch: r.map_or(Round(0), |r| r.view_epoch),
             heard,
+            health: self.health(),
             votes,
         })
     }

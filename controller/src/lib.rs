@@ -1,0 +1,31 @@
+//! `autoharmonize`, the laptop controller: a member of the speakers' mesh
+//! that owns no speaker. It votes and observes, and shows and steers the
+//! room through a web mixer and command-line verbs. Speakers never depend
+//! on it.
+//!
+//! Modules:
+//! - [`cli`]: the command line and its exit codes.
+//! - [`link`]: the controller's mesh member (the node's mesh loop, with the
+//!   controller role) and "act, then wait until applied".
+//! - [`action`]: what a person asks for, checked before a vote is cast.
+//! - [`position`]: `m:ss` to frames and back.
+//! - [`pending`]: which channels wait for one of our votes.
+//! - [`mixer`]: the state the mixer and the verbs show.
+//! - [`report`]: the verbs' text output.
+//! - [`access`]: token, host and origin checks for the web mixer.
+//! - [`web`]: the web mixer (page, WebSocket, JSON API).
+//!
+//! The binary (`src/main.rs`) strings these together.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod access;
+pub mod action;
+pub mod cli;
+pub mod link;
+pub mod mixer;
+pub mod pending;
+pub mod position;
+pub mod report;
+pub mod web;

@@ -1,0 +1,256 @@
+//! Entry point of `autoharmonize`: parse, set up logging, read the secret,
+//! join the room, then serve the mixer or run one verb. Logic lives in the
+//! library; this file maps outcomes to messages and exit codes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use autoharmonize_controller::access::{self, Access};
+use autoharmonize_controller::action::{self, ActionError};
+use autoharmonize_controller::cli::{Cli, RoomArgs, Verb, exit};
+use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
+use autoharmonize_controller::mixer::{self, Connection};
+use autoharmonize_controller::pending::Pending;
+use autoharmonize_controller::{position, report, web};
+use autoharmonize_node::logging;
+use autoharmonize_protocol::event::Event;
+use clap::Parser as _;
+use tracing::{info, warn};
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<LinkError> for Failure {
+    fn from(e: LinkError) -> Failure {
+        let code = match e {
+            LinkError::WrongSecret | LinkError::NoSpeaker(_) => exit::UNREACHABLE,
+            LinkError::ReadOnly => exit::READ_ONLY,
+            LinkError::Secret(_) | LinkError::Bind { .. } | LinkError::Discovery(_) => exit::USAGE,
+            LinkError::Refused(autoharmonize_protocol::member::CastError::Invalid(_)) => {
+                exit::USAGE
+            }
+            _ => exit::FAILED,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<ActionError> for Failure {
+    fn from(e: ActionError) -> Failure {
+        Failure::new(exit::USAGE, e)
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    // Verbs print their result; logs below warn would drown it.
+    if cli.log.log_level.is_none()
+        && std::env::var_os("RUST_LOG").is_none()
+        && !matches!(cli.verb, None | Some(Verb::Serve { .. }))
+    {
+        cli.log.log_level = Some("warn".into());
+    }
+    match logging::init(&cli.log) {
+        Ok(Some(warning)) => warn!("{warning}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": f.message, "exit": f.code })
+                );
+            } else {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn link_config(room: &RoomArgs) -> Result<LinkConfig, Failure> {
+    let from_env = std::env::var_os("AUTOHARMONIZE_SECRET_FILE").map(std::path::PathBuf::from);
+    let path = room
+        .secret_file
+        .as_ref()
+        .or(from_env.as_ref())
+        .ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                "the room's secret is required: --secret-file PATH (or AUTOHARMONIZE_SECRET_FILE)",
+            )
+        })?;
+    let (secret, world_readable) = autoharmonize_node::config::read_secret(path)
+        .map_err(|e| Failure::new(exit::USAGE, format!("the group secret: {e}")))?;
+    if world_readable {
+        warn!(
+            "the group secret {} is readable by every user of this computer",
+            path.display()
+        );
+    }
+    Ok(LinkConfig {
+        secret: secret.as_bytes().to_vec(),
+        bind: room.bind,
+        peers: room.peers.clone(),
+        mdns: !room.no_mdns,
+        mdns_interfaces: room.mdns_interfaces.clone(),
+        heartbeat_ms: room.heartbeat_ms,
+        give_up: Duration::from_secs(room.wait),
+    })
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let cfg = link_config(&cli.room)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::FAILED, format!("starting the event loop: {e}")))?;
+    runtime.block_on(async {
+        let link = Link::start(&cfg).await?;
+        let result = match &cli.verb {
+            None => serve(link, "127.0.0.1:8080".parse().expect("a valid address")).await,
+            Some(Verb::Serve { listen }) => serve(link, *listen).await,
+            Some(verb) => {
+                let r = one_verb(&link, verb, cli.json).await;
+                link.stop().await;
+                r
+            }
+        };
+        result
+    })
+}
+
+async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
+    let event = match verb {
+        Verb::Play { channel } => Some(Event::Play {
+            channel: action::parse_channel(channel)?,
+        }),
+        Verb::Pause { channel } => Some(Event::Pause {
+            channel: action::parse_channel(channel)?,
+        }),
+        Verb::Seek { channel, time } => Some(Event::Seek {
+            channel: action::parse_channel(channel)?,
+            to: position::parse(time).map_err(ActionError::from)?,
+        }),
+        Verb::Volume { channel, percent } => Some(Event::Volume {
+            channel: action::parse_channel(channel)?,
+            gain: action::parse_volume(percent)?,
+        }),
+        Verb::Tracks | Verb::Load { .. } => {
+            return Err(Failure::new(
+                exit::FAILED,
+                "tracks and load are not available yet: the room has no track catalogue in this version",
+            ));
+        }
+        Verb::Status | Verb::Members | Verb::Serve { .. } => None,
+    };
+    let st = link.joined().await?;
+    let show = |st: &autoharmonize_node::status::NodeStatus| {
+        mixer::state(st, &Pending::default(), link.waited(), link.give_up())
+    };
+    let Some(event) = event else {
+        let m = show(&st);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+        } else if matches!(verb, Verb::Members) {
+            print!("{}", report::members(&m));
+        } else {
+            print!("{}", report::status(&m));
+        }
+        return Ok(());
+    };
+    action::check(&event, st.channels.len(), None)?;
+    if Connection::of(&st, link.waited(), link.give_up()) == Connection::ReadOnly {
+        return Err(LinkError::ReadOnly.into());
+    }
+    let st = link.act(event).await?;
+    let m = show(&st);
+    if json {
+        let out = serde_json::json!({ "applied": true, "event": format!("{event:?}"), "state": m });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", report::applied(&event, &m));
+    }
+    Ok(())
+}
+
+/// The URLs a person can open, for a mixer listening on `listen`.
+fn urls(listen: SocketAddr, token: Option<&str>) -> Vec<String> {
+    let query = token
+        .map(|t| format!("/?token={t}"))
+        .unwrap_or_else(|| "/".into());
+    let ips: Vec<std::net::IpAddr> = if listen.ip().is_unspecified() {
+        if_addrs::get_if_addrs()
+            .map(|ifs| {
+                ifs.into_iter()
+                    .filter(|i| !i.is_loopback() && i.ip().is_ipv4() == listen.is_ipv4())
+                    .map(|i| i.ip())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![listen.ip()]
+    };
+    ips.into_iter()
+        .map(|ip| format!("http://{}{query}", SocketAddr::new(ip, listen.port())))
+        .collect()
+}
+
+async fn serve(link: Link, listen: SocketAddr) -> Result<(), Failure> {
+    let access = Access::for_listen(listen)
+        .map_err(|e| Failure::new(exit::FAILED, format!("no randomness for the token: {e}")))?;
+    let listener = web::bind(listen)
+        .await
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    let urls = urls(bound, access.token());
+    println!("Autoharmonize mixer:");
+    for u in &urls {
+        println!("  {u}");
+    }
+    if let Some(token) = access.token() {
+        println!("The mixer is open to the network: every request needs the access token {token}.");
+        if let Some(qr) = urls.first().and_then(|u| access::qr_text(u)) {
+            println!("Scan to open it on a phone:\n{qr}");
+        }
+    }
+    info!(listen = %bound, token_required = access.token().is_some(), "mixer listening");
+    web::serve(listener, link, access, shutdown_signal())
+        .await
+        .map_err(|e| Failure::new(exit::FAILED, format!("the mixer stopped: {e}")))
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot listen for signals; stop the controller with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,368 @@
+//! What the mixer shows, computed from what the controller's mesh member
+//! knows: the connection (live, read-only, wrong secret, no speaker), one
+//! row per channel plus All, and the members with their health.
+//!
+//! Pure: the web page, `status` and `members` all render a [`MixerState`],
+//! so they cannot disagree. All is the protocol's own summary
+//! (`Transport::summary`), never a second implementation of it.
+
+use std::time::Duration;
+
+use autoharmonize_node::status::{ChannelStatus, NodeStatus, ViewMember};
+use autoharmonize_protocol::transport::{ChannelState, Frames, Gain, RunState, Transport};
+use autoharmonize_protocol::{Channel, MeshTime};
+use serde::Serialize;
+
+use crate::pending::Pending;
+use crate::position;
+
+/// How the controller stands with the room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// Looking for the room.
+    Joining,
+    /// In the room; votes can be decided.
+    Live,
+    /// In the room, on a side without a majority: it shows the last agreed
+    /// state and accepts no changes until the partition heals.
+    ReadOnly,
+    /// Speakers answer, but their datagrams fail authentication.
+    WrongSecret,
+    /// Nothing answered at all.
+    NoSpeaker,
+}
+
+impl Connection {
+    /// How the controller stands, from its member's status after looking
+    /// for the room for `waited`; `give_up` is when silence means nobody is
+    /// there.
+    #[must_use]
+    pub fn of(st: &NodeStatus, waited: Duration, give_up: Duration) -> Connection {
+        if st.room.is_some() {
+            if st.writable {
+                Connection::Live
+            } else {
+                Connection::ReadOnly
+            }
+        } else if st.envelope.forged > 0 {
+            Connection::WrongSecret
+        } else if waited >= give_up {
+            Connection::NoSpeaker
+        } else {
+            Connection::Joining
+        }
+    }
+
+    /// What to tell a person.
+    #[must_use]
+    pub fn message(self) -> &'static str {
+        match self {
+            Connection::Joining => "Looking for the speakers…",
+            Connection::Live => "Live",
+            Connection::ReadOnly => {
+                "Read-only: this controller is cut off from the majority of the speakers. \
+                 They keep playing the last agreed state; controls come back when the network heals."
+            }
+            Connection::WrongSecret => {
+                "Wrong secret: speakers answer, but reject this controller's group secret \
+                 (check --secret-file)."
+            }
+            Connection::NoSpeaker => {
+                "No speaker found: nothing answered on the network \
+                 (are the speakers on, on this network, and is --peer or mDNS right?)."
+            }
+        }
+    }
+}
+
+/// One row of the mixer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChannelView {
+    /// `all` or the stem number.
+    pub channel: String,
+    /// `playing`, `paused` or (All only) `mixed`.
+    pub run: &'static str,
+    /// Position at `MixerState::mesh_time_ns`, in ms.
+    pub position_ms: u64,
+    /// The same as `m:ss`.
+    pub position: String,
+    /// Volume, percent.
+    pub gain: u8,
+    /// A vote of ours on it waits for its decision.
+    pub pending: bool,
+}
+
+/// A member of the room, with its health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    /// Member id (hex).
+    pub id: String,
+    /// A name to show: role and short id (names are not on the wire yet).
+    pub name: String,
+    /// `speaker` or `controller`.
+    pub role: String,
+    /// The stem it plays, `all`, or empty for a controller.
+    pub channel: String,
+    /// `good` (≤ 0.2 ms), `fair` (≤ 1 ms), `poor`, or `unknown`.
+    pub clock: &'static str,
+    /// Bound on its clock error, µs.
+    pub clock_error_us: Option<u32>,
+    /// Audio queued ahead of its DAC, ms.
+    pub buffer_ms: Option<u16>,
+    /// Output underruns since it started.
+    pub xruns: Option<u32>,
+    /// Milliseconds since it was last heard.
+    pub last_heard_ms: Option<u64>,
+    /// This controller.
+    pub is_self: bool,
+    /// The room's leader (time reference).
+    pub is_leader: bool,
+}
+
+/// Everything the mixer shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MixerState {
+    /// How the controller stands with the room.
+    pub connection: Connection,
+    /// What to tell a person about it.
+    pub message: &'static str,
+    /// Whether controls may be used.
+    pub writable: bool,
+    /// The room, if joined.
+    pub room: Option<String>,
+    /// Mesh time of the positions, ns.
+    pub mesh_time_ns: Option<u64>,
+    /// The All channel: the aggregate of every channel.
+    pub all: ChannelView,
+    /// One row per channel.
+    pub channels: Vec<ChannelView>,
+    /// The room's members.
+    pub members: Vec<MemberView>,
+}
+
+/// The protocol transport a status describes (the status carries the
+/// agreed anchors of every channel).
+#[must_use]
+pub fn transport_of(channels: &[ChannelStatus]) -> Transport {
+    let mut t = Transport::new(channels.len(), MeshTime(0), Gain::MAX);
+    for (state, c) in t.channels.iter_mut().zip(channels) {
+        *state = ChannelState {
+            playing: c.playing,
+            anchor_pos: Frames(c.anchor_pos),
+            anchor_at: MeshTime(c.anchor_at),
+            gain: Gain(c.gain),
+        };
+    }
+    t
+}
+
+fn row(channel: String, run: &'static str, pos: Frames, gain: Gain, pending: bool) -> ChannelView {
+    ChannelView {
+        channel,
+        run,
+        position_ms: position::millis(pos),
+        position: position::format(pos),
+        gain: gain.0,
+        pending,
+    }
+}
+
+/// Clock-sync health in words.
+#[must_use]
+pub fn clock_health(error_us: Option<u32>) -> &'static str {
+    match error_us {
+        None => "unknown",
+        Some(e) if e <= 200 => "good",
+        Some(e) if e <= 1_000 => "fair",
+        Some(_) => "poor",
+    }
+}
+
+fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
+    let short = m.id.get(..8).unwrap_or(&m.id);
+    let channel = match (m.role.as_str(), m.stem) {
+        ("controller", _) => String::new(),
+        (_, Some(s)) => s.to_string(),
+        (_, None) => "all".into(),
+    };
+    MemberView {
+        id: m.id.clone(),
+        name: format!("{} {short}", m.role),
+        role: m.role.clone(),
+        channel,
+        clock: clock_health(m.clock_error_us),
+        clock_error_us: m.clock_error_us,
+        buffer_ms: m.buffer_ms,
+        xruns: m.xruns,
+        last_heard_ms: m.last_heard_ms,
+        is_self: m.id == st.id,
+        is_leader: st.leader.as_deref() == Some(m.id.as_str()),
+    }
+}
+
+/// The mixer's view of `st`, with our `pending` votes, for a controller
+/// that has looked for the room for `waited`.
+#[must_use]
+pub fn state(
+    st: &NodeStatus,
+    pending: &Pending,
+    waited: Duration,
+    give_up: Duration,
+) -> MixerState {
+    let connection = Connection::of(st, waited, give_up);
+    let t = transport_of(&st.channels);
+    let now = MeshTime(st.mesh_time_ns.unwrap_or(0));
+    let channels = t
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let stem = Channel::Stem(u8::try_from(i).unwrap_or(u8::MAX));
+            row(
+                i.to_string(),
+                if c.playing { "playing" } else { "paused" },
+                c.position_at(now),
+                c.gain,
+                pending.is_pending(stem),
+            )
+        })
+        .collect();
+    let s = t.summary(now);
+    let run = match s.run {
+        RunState::Playing => "playing",
+        RunState::Paused => "paused",
+        RunState::Mixed => "mixed",
+    };
+    MixerState {
+        connection,
+        message: connection.message(),
+        writable: connection == Connection::Live,
+        room: st.room.clone(),
+        mesh_time_ns: st.mesh_time_ns,
+        all: row(
+            "all".into(),
+            run,
+            s.position,
+            s.gain,
+            pending.is_pending(Channel::All),
+        ),
+        channels,
+        members: st.view.iter().map(|m| member(m, st)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIVE_UP: Duration = Duration::from_secs(3);
+
+    fn status() -> NodeStatus {
+        NodeStatus {
+            id: "00000000000000cc".into(),
+            room: Some("1/00000000000000aa".into()),
+            leader: Some("00000000000000aa".into()),
+            writable: true,
+            mesh_time_ns: Some(2_000_000_000),
+            channels: vec![
+                ChannelStatus {
+                    playing: true,
+                    anchor_pos: 0,
+                    anchor_at: 1_000_000_000,
+                    gain: 80,
+                    ..ChannelStatus::default()
+                },
+                ChannelStatus {
+                    playing: false,
+                    anchor_pos: 48_000 * 3,
+                    anchor_at: 0,
+                    gain: 41,
+                    ..ChannelStatus::default()
+                },
+            ],
+            view: vec![
+                ViewMember {
+                    id: "00000000000000aa".into(),
+                    role: "speaker".into(),
+                    stem: Some(0),
+                    clock_error_us: Some(0),
+                    last_heard_ms: Some(30),
+                    ..ViewMember::default()
+                },
+                ViewMember {
+                    id: "00000000000000cc".into(),
+                    role: "controller".into(),
+                    clock_error_us: Some(4_000),
+                    ..ViewMember::default()
+                },
+            ],
+            ..NodeStatus::default()
+        }
+    }
+
+    #[test]
+    fn rows_and_the_all_summary() {
+        let m = state(&status(), &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.connection, Connection::Live);
+        assert!(m.writable);
+        assert_eq!(m.channels.len(), 2);
+        assert_eq!(m.channels[0].run, "playing");
+        assert_eq!(m.channels[0].position_ms, 1_000);
+        assert_eq!(m.channels[1].run, "paused");
+        assert_eq!(m.channels[1].position, "0:03");
+        // All: mixed, mean position 2 s, mean gain 60 (rounded down).
+        assert_eq!(m.all.run, "mixed");
+        assert_eq!(m.all.position_ms, 2_000);
+        assert_eq!(m.all.gain, 60);
+        assert!(!m.all.pending);
+    }
+
+    #[test]
+    fn pending_shows_on_the_channel_and_all() {
+        let mut p = Pending::default();
+        p.cast(1, Channel::Stem(1));
+        let m = state(&status(), &p, Duration::ZERO, GIVE_UP);
+        assert!(!m.channels[0].pending);
+        assert!(m.channels[1].pending);
+        assert!(m.all.pending);
+    }
+
+    #[test]
+    fn members_with_health() {
+        let m = state(&status(), &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.members.len(), 2);
+        assert_eq!(m.members[0].channel, "0");
+        assert_eq!(m.members[0].clock, "good");
+        assert!(m.members[0].is_leader && !m.members[0].is_self);
+        assert_eq!(m.members[1].channel, "");
+        assert_eq!(m.members[1].clock, "poor");
+        assert!(m.members[1].is_self);
+        assert_eq!(clock_health(Some(900)), "fair");
+        assert_eq!(clock_health(None), "unknown");
+    }
+
+    #[test]
+    fn connection_states() {
+        let mut st = status();
+        st.writable = false;
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::ReadOnly
+        );
+        st.room = None;
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::Joining
+        );
+        assert_eq!(Connection::of(&st, GIVE_UP, GIVE_UP), Connection::NoSpeaker);
+        st.envelope.forged = 3;
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::WrongSecret
+        );
+        let m = state(&st, &Pending::default(), GIVE_UP, GIVE_UP);
+        assert!(!m.writable);
+        assert!(m.message.contains("secret"));
+    }
+}

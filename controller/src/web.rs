@@ -1,0 +1,293 @@
+//! The web mixer: one page (HTML, CSS and JS embedded in the binary), a
+//! WebSocket that pushes the [`MixerState`] whenever it changes and takes
+//! actions, and a small JSON API for scripts (`GET /api/state`,
+//! `POST /api/act`).
+//!
+//! Every route passes [`Access::allows`]; the WebSocket also checks its
+//! `Origin`. Actions are checked ([`action::check`]) before a vote is cast,
+//! so a bad input gets a message instead of a silently dropped vote.
+//!
+//! Invariant: the page shows only what the controller's member knows; a
+//! control becomes pending when its vote is cast and stops being pending
+//! when the decision is applied, never on a guess.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info};
+
+use crate::access::Access;
+use crate::action::{self, Request};
+use crate::link::{self, Link, LinkError};
+use crate::mixer::{self, MixerState};
+use crate::pending::Pending;
+
+const PAGE: &str = include_str!("web/index.html");
+const STYLE: &str = include_str!("web/style.css");
+const SCRIPT: &str = include_str!("web/app.js");
+
+/// How often the state is recomputed even without news (positions move,
+/// "last heard" ages, pending votes reach their instant).
+const REFRESH: Duration = Duration::from_millis(100);
+
+/// The page with its style and script inlined: one request loads it all.
+#[must_use]
+pub fn page() -> String {
+    PAGE.replace("/*STYLE*/", STYLE)
+        .replace("/*SCRIPT*/", SCRIPT)
+}
+
+/// Shared by every connection.
+struct Hub {
+    link: Link,
+    pending: Mutex<Pending>,
+    state: watch::Sender<Arc<MixerState>>,
+    poke: Notify,
+    access: Access,
+    page: String,
+}
+
+impl Hub {
+    fn recompute(&self) {
+        let st = self.link.status();
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in pending.settle(st.mesh_time_ns, |seq| link::outcome(&st, seq)) {
+            debug!(seq = s.seq, applied = s.applied, "vote settled");
+        }
+        let next = mixer::state(&st, &pending, self.link.waited(), self.link.give_up());
+        drop(pending);
+        self.state.send_if_modified(|cur| {
+            if **cur == next {
+                false
+            } else {
+                *cur = Arc::new(next);
+                true
+            }
+        });
+    }
+
+    /// Checks and casts an action; the vote shows as pending at once.
+    async fn act(&self, req: &Request) -> Result<u32, String> {
+        let event = req.event().map_err(|e| e.to_string())?;
+        let st = self.link.status();
+        action::check(&event, st.channels.len(), None).map_err(|e| e.to_string())?;
+        let seq = self
+            .link
+            .cast(event)
+            .await
+            .map_err(|e: LinkError| e.to_string())?;
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cast(seq, event.channel());
+        self.recompute();
+        self.poke.notify_waiters();
+        Ok(seq)
+    }
+}
+
+/// Serves the mixer on `listener` until `shutdown` resolves; the link is
+/// stopped (goodbye to the room) on the way out.
+///
+/// # Errors
+/// If the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    link: Link,
+    access: Access,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let first = mixer::state(
+        &link.status(),
+        &Pending::default(),
+        link.waited(),
+        link.give_up(),
+    );
+    let (state, _) = watch::channel(Arc::new(first));
+    let hub = Arc::new(Hub {
+        link,
+        pending: Mutex::new(Pending::default()),
+        state,
+        poke: Notify::new(),
+        access,
+        page: page(),
+    });
+    let ticker = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut status = hub.link.subscribe();
+            loop {
+                tokio::select! {
+                    r = status.changed() => if r.is_err() { break },
+                    () = tokio::time::sleep(REFRESH) => {}
+                    () = hub.poke.notified() => {}
+                }
+                hub.recompute();
+            }
+        })
+    };
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/ws", get(ws))
+        .route("/api/state", get(api_state))
+        .route("/api/act", post(api_act))
+        .layer(middleware::from_fn_with_state(hub.clone(), gate))
+        .with_state(hub.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    hub.link.stop().await;
+    result
+}
+
+/// The token a request presents: `?token=` or `Authorization: Bearer`.
+fn presented_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
+    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    from_query.or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    })
+}
+
+async fn gate(State(hub): State<Arc<Hub>>, req: HttpRequest, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let token = presented_token(req.uri().query(), headers);
+    match hub.access.allows(token, host) {
+        Ok(()) => next.run(req).await,
+        Err(denied) => {
+            debug!(uri = %req.uri().path(), "refused: {denied}");
+            (StatusCode::UNAUTHORIZED, denied.to_string()).into_response()
+        }
+    }
+}
+
+async fn index(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(hub.page.clone()),
+    )
+}
+
+async fn api_state(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    hub.recompute();
+    let st = hub.state.borrow().clone();
+    axum::Json((*st).clone())
+}
+
+async fn api_act(
+    State(hub): State<Arc<Hub>>,
+    axum::Json(req): axum::Json<Request>,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match hub.act(&req).await {
+        Ok(seq) => (StatusCode::OK, axum::Json(json!({ "seq": seq }))),
+        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": e }))),
+    }
+}
+
+async fn ws(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Err(denied) = Access::origin_ok(origin, host) {
+        info!(?origin, "WebSocket refused: {denied}");
+        return (StatusCode::FORBIDDEN, denied.to_string()).into_response();
+    }
+    upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| session(hub, socket))
+}
+
+fn state_message(st: &MixerState) -> Message {
+    Message::text(json!({ "type": "state", "state": st }).to_string())
+}
+
+/// One page's live connection.
+async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
+    let mut states = hub.state.subscribe();
+    let first = states.borrow_and_update().clone();
+    if socket.send(state_message(&first)).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() { break; }
+                let st = states.borrow_and_update().clone();
+                if socket.send(state_message(&st)).await.is_err() { break; }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                let Message::Text(text) = msg else { continue };
+                let reply = match serde_json::from_str::<Request>(text.as_str()) {
+                    Ok(req) => match hub.act(&req).await {
+                        Ok(seq) => json!({ "type": "cast", "seq": seq }),
+                        Err(e) => json!({ "type": "error", "message": e }),
+                    },
+                    Err(e) => json!({ "type": "error", "message": format!("bad request: {e}") }),
+                };
+                if socket.send(Message::text(reply.to_string())).await.is_err() { break; }
+            }
+        }
+    }
+}
+
+/// Binds the mixer's listener.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_is_self_contained() {
+        let p = page();
+        assert!(!p.contains("/*STYLE*/") && !p.contains("/*SCRIPT*/"));
+        assert!(p.contains("new WebSocket"));
+        // No CDN, no external fetches.
+        assert!(
+            !p.contains("https://"),
+            "the page loads nothing from elsewhere"
+        );
+        assert!(p.contains("viewport"), "phone screens");
+    }
+
+    #[test]
+    fn token_from_query_or_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_token(Some("a=1&token=xyz"), &h), Some("xyz"));
+        assert_eq!(presented_token(None, &h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer abc".parse().expect("header value"),
+        );
+        assert_eq!(presented_token(None, &h), Some("abc"));
+    }
+}

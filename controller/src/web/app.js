@@ -1,0 +1,189 @@
+// The mixer page: renders the controller's MixerState pushed over the
+// WebSocket and sends actions back. The server decides what is pending; the
+// page never guesses. `window.ahLog` keeps what was shown, for tests.
+"use strict";
+(function () {
+  const token = new URLSearchParams(location.search).get("token");
+  const rowsEl = document.getElementById("rows");
+  const membersEl = document.querySelector("#members tbody");
+  const connEl = document.getElementById("conn");
+  const bannerEl = document.getElementById("banner");
+  const noticeEl = document.getElementById("notice");
+  const rows = new Map();
+  let state = null, receivedAt = 0, seekMax = 300000, socket = null, noticeTimer = 0;
+  window.ahLog = [];
+  window.ahSent = [];
+  window.ahFirstLive = null;
+
+  function fmt(ms) {
+    const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    const ss = String(s % 60).padStart(2, "0");
+    return h > 0 ? h + ":" + String(m).padStart(2, "0") + ":" + ss : m + ":" + ss;
+  }
+
+  function send(action) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(action));
+      window.ahSent.push({ t: performance.now(), action });
+    }
+  }
+
+  function notice(text) {
+    noticeEl.textContent = text;
+    noticeEl.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, 5000);
+  }
+
+  function makeRow(key) {
+    const el = document.createElement("div");
+    el.className = "row" + (key === "all" ? " all" : "");
+    el.dataset.channel = key;
+    el.innerHTML =
+      '<span class="name"></span>' +
+      '<button class="run" aria-label="play or pause"></button>' +
+      '<input class="seek" type="range" min="0" step="100" aria-label="position">' +
+      '<span class="time"></span>' +
+      '<label class="vol">vol <input class="volume" type="range" min="0" max="100" step="1" aria-label="volume"><output></output></label>' +
+      '<span class="pend" title="waiting for the room to decide">⏳</span>';
+    el.querySelector(".name").textContent = key === "all" ? "All" : "Channel " + key;
+    const channel = key === "all" ? "all" : Number(key);
+    const run = el.querySelector(".run"), seek = el.querySelector(".seek"), vol = el.querySelector(".volume");
+    run.addEventListener("click", () => {
+      const ch = current(key);
+      send({ op: ch && ch.run === "playing" ? "pause" : "play", channel });
+    });
+    for (const input of [seek, vol]) {
+      input.addEventListener("input", () => {
+        el.dataset.dragging = "1";
+        if (input === vol) el.querySelector("output").textContent = vol.value;
+        else el.querySelector(".time").textContent = fmt(Number(seek.value));
+      });
+      input.addEventListener("change", () => {
+        delete el.dataset.dragging;
+        if (input === vol) send({ op: "volume", channel, gain: Number(vol.value) });
+        else send({ op: "seek", channel, ms: Number(seek.value) });
+      });
+    }
+    rowsEl.appendChild(el);
+    return el;
+  }
+
+  function current(key) {
+    if (!state) return null;
+    return key === "all" ? state.all : state.channels.find((c) => c.channel === key);
+  }
+
+  function positionNow(ch) {
+    return ch.run === "playing" && !ch.pending ? ch.position_ms + (performance.now() - receivedAt) : ch.position_ms;
+  }
+
+  function paintRow(ch) {
+    let el = rows.get(ch.channel);
+    if (!el) { el = makeRow(ch.channel); rows.set(ch.channel, el); }
+    const frozen = ch.pending || !state.writable;
+    el.classList.toggle("pending", ch.pending);
+    el.dataset.run = ch.run;
+    const run = el.querySelector(".run");
+    run.textContent = ch.run === "playing" ? "❚❚" : "▶";
+    run.disabled = frozen;
+    const seek = el.querySelector(".seek"), vol = el.querySelector(".volume");
+    seek.disabled = frozen; vol.disabled = frozen;
+    if (!el.dataset.dragging) {
+      const pos = positionNow(ch);
+      seekMax = Math.max(seekMax, pos + 60000);
+      seek.max = String(seekMax);
+      seek.value = String(pos);
+      el.querySelector(".time").textContent = fmt(pos);
+      vol.value = String(ch.gain);
+      el.querySelector("output").textContent = String(ch.gain);
+    }
+  }
+
+  function paintMembers(members) {
+    membersEl.textContent = "";
+    for (const m of members) {
+      const tr = document.createElement("tr");
+      const cells = [
+        m.name + (m.is_self ? " (this controller)" : "") + (m.is_leader ? " ★" : ""),
+        m.role === "controller" ? "—" : m.channel,
+        null,
+        m.buffer_ms == null ? "—" : m.buffer_ms + " ms",
+        m.xruns == null ? "—" : String(m.xruns),
+        m.last_heard_ms == null ? "—" : m.is_self ? "now" : m.last_heard_ms + " ms ago",
+      ];
+      for (const c of cells) {
+        const td = document.createElement("td");
+        if (c === null) {
+          const dot = document.createElement("span");
+          dot.className = "dot " + m.clock;
+          td.appendChild(dot);
+          td.appendChild(document.createTextNode(
+            m.clock_error_us == null ? "unknown" : m.clock + " (±" + m.clock_error_us + " µs)"));
+        } else td.textContent = c;
+        tr.appendChild(td);
+      }
+      tr.dataset.id = m.id;
+      membersEl.appendChild(tr);
+    }
+  }
+
+  function paint() {
+    if (!state) return;
+    connEl.textContent = state.connection.replace("_", " ");
+    connEl.className = "badge " + state.connection;
+    const bad = state.connection !== "live";
+    bannerEl.hidden = !bad;
+    bannerEl.textContent = state.message;
+    bannerEl.classList.toggle("error", state.connection === "wrong_secret" || state.connection === "no_speaker");
+    document.getElementById("track").textContent =
+      state.channels.length ? state.channels.length + " channel(s)" : "none";
+    const keys = new Set(["all", ...state.channels.map((c) => c.channel)]);
+    for (const [k, el] of rows) if (!keys.has(k)) { el.remove(); rows.delete(k); }
+    paintRow(state.all);
+    for (const ch of state.channels) paintRow(ch);
+  }
+
+  function onState(st) {
+    state = st;
+    receivedAt = performance.now();
+    if (st.connection === "live" && window.ahFirstLive === null) window.ahFirstLive = receivedAt;
+    window.ahLog.push({
+      t: receivedAt,
+      connection: st.connection,
+      rows: [st.all, ...st.channels].map((c) => ({ channel: c.channel, run: c.run, gain: c.gain, position_ms: c.position_ms, pending: c.pending })),
+      members: st.members.length,
+    });
+    if (window.ahLog.length > 2000) window.ahLog.splice(0, 1000);
+    paint();
+    paintMembers(st.members);
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(proto + location.host + "/ws" + (token ? "?token=" + encodeURIComponent(token) : ""));
+    socket.onmessage = (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "state") onState(msg.state);
+      else if (msg.type === "error") notice(msg.message);
+    };
+    socket.onclose = () => {
+      connEl.textContent = "disconnected";
+      connEl.className = "badge no_speaker";
+      setTimeout(connect, 1000);
+    };
+  }
+
+  setInterval(() => {
+    if (!state) return;
+    for (const ch of [state.all, ...state.channels]) {
+      const el = rows.get(ch.channel);
+      if (el && !el.dataset.dragging && ch.run === "playing") {
+        const pos = positionNow(ch);
+        el.querySelector(".seek").value = String(pos);
+        el.querySelector(".time").textContent = fmt(pos);
+      }
+    }
+  }, 250);
+  connect();
+})();
