@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::audio::render::ChannelMap;
+
 /// Where the node looks for its config file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/autoharmonize/node.toml";
 /// UDP port of the heartbeat mesh (`listen`), and the port assumed for a
@@ -120,6 +122,24 @@ pub struct ConfigArgs {
     /// default sound card). [default: default] [key: output]
     #[arg(long, value_name = "NAME")]
     pub output: Option<String>,
+
+    /// Track to play: a folder of stems inside the media directory (by
+    /// name), or a path. [default: the media directory itself if it holds
+    /// stems, else its first track folder in name order] [key: track]
+    #[arg(long, value_name = "FOLDER")]
+    pub track: Option<String>,
+
+    /// Extra delay of this speaker's amplifier or HDMI link, in
+    /// milliseconds (-1000 to 1000): the speaker plays that much earlier so
+    /// it is heard in time with the others. [default: 0]
+    /// [key: latency_offset_ms]
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
+    pub latency_offset_ms: Option<i64>,
+
+    /// Which channels of the stem to play: "stereo", "left", "right", or
+    /// "mono" (both folded down). [default: stereo] [key: channel_map]
+    #[arg(long, value_name = "MAP")]
+    pub channel_map: Option<String>,
 
     /// Address and UDP port this speaker listens on for other speakers.
     /// [default: 0.0.0.0:7710] [key: listen]
@@ -223,6 +243,8 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Audio output name.
     pub output: String,
+    /// Audio settings of this speaker.
+    pub audio: AudioSettings,
     /// UDP address of the mesh socket.
     pub listen: SocketAddr,
     /// Static peers (deduplicated, at most [`MAX_PEERS`]).
@@ -242,6 +264,21 @@ pub struct Config {
     /// world-readable secret). The caller logs them once logging is up.
     pub warnings: Vec<String>,
 }
+
+/// Per-speaker audio settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AudioSettings {
+    /// The track folder (name in the media directory, or a path); `None`
+    /// picks one (see [`ConfigArgs::track`]).
+    pub track: Option<String>,
+    /// Latency trim in ms, within ±[`MAX_LATENCY_OFFSET_MS`].
+    pub latency_offset_ms: i32,
+    /// Which stem channels go out.
+    pub channel_map: ChannelMap,
+}
+
+/// Largest latency trim accepted, in ms.
+pub const MAX_LATENCY_OFFSET_MS: i64 = 1_000;
 
 /// The part of the song a speaker plays.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -479,6 +516,9 @@ struct FileConfig {
     media_dir: Option<PathBuf>,
     heartbeat_ms: Option<i64>,
     output: Option<String>,
+    track: Option<String>,
+    latency_offset_ms: Option<i64>,
+    channel_map: Option<String>,
     listen: Option<String>,
     peers: Option<Vec<String>>,
     mdns: Option<bool>,
@@ -716,6 +756,14 @@ fn resolve(
         None => DEFAULT_OUTPUT.to_owned(),
     };
 
+    let audio = resolve_audio(
+        &r,
+        args,
+        file.track,
+        file.latency_offset_ms,
+        file.channel_map,
+    )?;
+
     let listen = match pick(args.listen.clone(), "--listen", file.listen) {
         Some((text, layer)) => {
             parse_addr(&text, DEFAULT_PORT).map_err(|p| r.invalid(layer, "listen", p))?
@@ -806,6 +854,7 @@ fn resolve(
         media_dir,
         heartbeat_ms,
         output,
+        audio,
         listen,
         peers,
         mdns,
@@ -814,6 +863,49 @@ fn resolve(
         state_dir,
         status_listen,
         warnings,
+    })
+}
+
+/// The audio settings: flag over file, each checked.
+fn resolve_audio(
+    r: &Resolver,
+    args: &ConfigArgs,
+    track: Option<String>,
+    latency_offset_ms: Option<i64>,
+    channel_map: Option<String>,
+) -> Result<AudioSettings, ConfigError> {
+    let track = match pick(args.track.clone(), "--track", track) {
+        Some((t, layer)) if t.trim().is_empty() => {
+            return Err(r.invalid(layer, "track", "must not be empty".into()));
+        }
+        Some((t, _)) => Some(t),
+        None => None,
+    };
+    let latency_offset_ms = match pick(
+        args.latency_offset_ms,
+        "--latency-offset-ms",
+        latency_offset_ms,
+    ) {
+        Some((ms, layer)) if ms.abs() > MAX_LATENCY_OFFSET_MS => {
+            return Err(r.invalid(
+                layer,
+                "latency_offset_ms",
+                format!("{ms} is outside -{MAX_LATENCY_OFFSET_MS}..={MAX_LATENCY_OFFSET_MS}"),
+            ));
+        }
+        Some((ms, _)) => i32::try_from(ms).unwrap_or(0),
+        None => 0,
+    };
+    let channel_map = match pick(args.channel_map.clone(), "--channel-map", channel_map) {
+        Some((m, layer)) => {
+            ChannelMap::parse(&m).map_err(|p| r.invalid(layer, "channel_map", p))?
+        }
+        None => ChannelMap::Stereo,
+    };
+    Ok(AudioSettings {
+        track,
+        latency_offset_ms,
+        channel_map,
     })
 }
 

@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
+use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{Discovery, DiscoveryConfig, PeerEvent};
@@ -13,6 +15,7 @@ use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
+use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -67,10 +70,21 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         "autoharmonize-node starting"
     );
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
-    let stem = match config.channel {
-        ChannelSpec::Index(i) => Some(i),
-        ChannelSpec::All | ChannelSpec::Name(_) => None,
+    let clock = cli.test.clock();
+    let player_config = player_config(config);
+    let (channels, stem) = Player::channels_of(&player_config);
+    // Audio before the mesh: a speaker that cannot open its output still
+    // joins the room (it may come back after a reconfiguration), and says so.
+    let player = match Player::start(&player_config, Arc::new(clock)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!("audio disabled: {e:#}");
+            None
+        }
     };
+    let mut member_config =
+        mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
+    member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
     let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,11 +104,12 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             id: member,
             boot,
             name: config.name.clone(),
-            member: mesh::member_config(config.heartbeat_ms, stem),
+            member: member_config,
             key,
             socket,
             peers: config.peers.clone(),
-            clock: cli.test.clock(),
+            clock,
+            player,
         });
         let mut watchdog = supervisor.watchdog();
         if cli.test.test_stall_on_sigusr1 {
@@ -112,7 +127,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             let d = Discovery::start(&DiscoveryConfig::new(config, member, port))
                 .context("starting mDNS discovery (use --no-mdns and --peer to do without)")?;
             info!(service = %d.fullname(), "advertising and browsing over mDNS");
-            Some(std::sync::Arc::new(d))
+            Some(Arc::new(d))
         } else {
             info!(peers = config.peers.len(), "mDNS off: static peers only");
             None
@@ -153,7 +168,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             .await
             .context("the mesh socket failed");
         supervisor.stopping();
-        if let Some(d) = discovery.and_then(|d| std::sync::Arc::try_unwrap(d).ok()) {
+        if let Some(d) = discovery.and_then(|d| Arc::try_unwrap(d).ok()) {
             // Goodbye over mDNS too, so browsers drop us at once.
             if let Err(e) = tokio::task::spawn_blocking(move || d.shutdown()).await {
                 warn!("stopping discovery: {e}");
@@ -163,6 +178,32 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     })?;
     info!("stopped");
     Ok(())
+}
+
+/// The player's settings from the node's configuration.
+fn player_config(config: &Config) -> PlayerConfig {
+    let track_dir = match find_track(&config.media_dir, config.audio.track.as_deref()) {
+        Ok(dir) => dir,
+        Err(problem) => {
+            warn!("{problem}; playing silence in sync until a track is there");
+            config.media_dir.clone()
+        }
+    };
+    PlayerConfig {
+        track_dir,
+        stem: match &config.channel {
+            ChannelSpec::All => StemChoice::All,
+            ChannelSpec::Index(i) => StemChoice::Index(usize::from(*i)),
+            ChannelSpec::Name(n) => StemChoice::Name(n.clone()),
+        },
+        output: config.output.clone(),
+        latency_offset_ms: config.audio.latency_offset_ms,
+        channel_map: config.audio.channel_map,
+        // 10.7 ms periods, 43 ms of device buffer: room for a shared or
+        // busy machine's scheduling hiccups without an xrun.
+        period_frames: 512,
+        periods: 4,
+    }
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C). The handlers are
