@@ -203,10 +203,11 @@ fn player_config(config: &Config) -> PlayerConfig {
         output: config.output.clone(),
         latency_offset_ms: config.audio.latency_offset_ms,
         channel_map: config.audio.channel_map,
-        // 10.7 ms periods, 43 ms of device buffer: room for a shared or
-        // busy machine's scheduling hiccups without an xrun.
+        // 10.7 ms periods, 64 ms of device buffer: room for a busy or
+        // virtualised machine's scheduling stalls (cyclictest measured up to
+        // 30 ms for a SCHED_FIFO thread on the shared CI VM) without an xrun.
         period_frames: 512,
-        periods: 4,
+        periods: 6,
     }
 }
 

@@ -148,10 +148,10 @@ impl Player {
         );
         let period = sink.config().period_frames;
         let engine_config = EngineConfig {
-            // 32 ms ahead of the device (plus its own buffer): decisions
+            // 21 ms ahead of the device (plus its own buffer): decisions
             // arrive about 100 ms before they take effect.
-            ring_frames: 1_536,
-            prefill_frames: 768,
+            ring_frames: 1_024,
+            prefill_frames: 512,
             chunk_frames: period.clamp(64, 256),
             ..EngineConfig::default()
         };

@@ -612,10 +612,13 @@ fn render_voice(
         } else {
             v.env = (v.env + ramp_step).min(1.0);
         }
-        let mut env = v.env;
         if let Some(d) = ends_in {
-            env = env.min(((d - i as f32) / ctx.ramp).clamp(0.0, 1.0));
+            // The fade before a stop or jump: the envelope itself comes
+            // down, so at the change the sound is already silent.
+            // The last frame before the change is silent.
+            v.env = v.env.min(((d - i as f32 - 1.0) / ctx.ramp).clamp(0.0, 1.0));
         }
+        let env = v.env;
         if v.gain != target_gain {
             let d = target_gain - v.gain;
             v.gain = if d.abs() <= ramp_step {
