@@ -148,6 +148,9 @@ impl Schedule {
 const MIN_SLOPE_POINTS: usize = 16;
 const MIN_SLOPE_SPAN_NS: f64 = 500_000_000.0;
 
+/// Observations between two fits once the fit is established.
+const REFIT_EVERY: usize = 8;
+
 /// Residual beyond which an observation is dropped from the fit as late
 /// (its thread was preempted between reading the delay and the clock).
 const OUTLIER_NS: f64 = 150_000.0;
@@ -170,6 +173,8 @@ pub struct EmissionFit {
     /// Slope used while the window is short.
     prior_ns_per_frame: f64,
     line: Option<Line>,
+    /// Observations since the line was last fitted.
+    stale: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -191,6 +196,7 @@ impl EmissionFit {
             nominal_ns_per_frame: nominal,
             prior_ns_per_frame: nominal,
             line: None,
+            stale: 0,
         }
     }
 
@@ -207,7 +213,15 @@ impl EmissionFit {
             self.points.pop_front();
         }
         self.points.push_back((frame, t_ns));
-        self.line = self.fit();
+        // Refitting ~2.7 s of observations after each one would spend more
+        // than the rest of the player; every few is as good, since the
+        // line moves by parts per million.
+        self.stale += 1;
+        if self.line.is_none() || self.stale >= REFIT_EVERY || self.points.len() < MIN_SLOPE_POINTS
+        {
+            self.line = self.fit();
+            self.stale = 0;
+        }
     }
 
     /// Forgets the observations (after an xrun the device restarted, so the
@@ -218,6 +232,7 @@ impl EmissionFit {
         }
         self.points.clear();
         self.line = None;
+        self.stale = 0;
     }
 
     /// Local time (ns) at which frame `frame` is emitted, once observed.

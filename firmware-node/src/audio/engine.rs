@@ -420,7 +420,7 @@ impl Engine {
             shared: Arc::clone(&shared),
             channels: ch,
             chunk,
-            nap: output_period_hint(sink_spec.rate),
+            nap: nap_for(chunk, sink_spec.rate),
         };
         let decoder = std::thread::Builder::new()
             .name(DECODER_THREAD.to_owned())
@@ -572,10 +572,12 @@ impl Drop for Engine {
     }
 }
 
-/// How long the decoder sleeps when the ring is full: about one 256-frame
-/// period, so it tops the ring up promptly without spinning.
-fn output_period_hint(rate: u32) -> Duration {
-    Duration::from_micros(256 * 1_000_000 / u64::from(rate.max(1)))
+/// How long the decoder sleeps when the ring has no room for a chunk:
+/// three quarters of a chunk's playing time, so it wakes about once per
+/// chunk (each wake-up costs more than the work for a small chunk) and
+/// still tops the ring up before it drains.
+fn nap_for(chunk: usize, rate: u32) -> Duration {
+    Duration::from_micros(chunk as u64 * 750_000 / u64::from(rate.max(1)))
 }
 
 /// The decoder thread: runs the producer, keeps the ring topped up, and

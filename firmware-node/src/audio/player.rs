@@ -152,7 +152,7 @@ impl Player {
             // arrive about 100 ms before they take effect.
             ring_frames: 1_024,
             prefill_frames: 512,
-            chunk_frames: period.clamp(64, 256),
+            chunk_frames: period.clamp(64, 512),
             ..EngineConfig::default()
         };
         let engine = Engine::start_producer(Box::new(renderer), sink, engine_config, time)?;
