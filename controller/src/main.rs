@@ -126,7 +126,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::new(exit::FAILED, format!("starting the event loop: {e}")))?;
     runtime.block_on(async {
         let link = Link::start(&cfg).await?;
-        let result = match &cli.verb {
+        match &cli.verb {
             None => serve(link, "127.0.0.1:8080".parse().expect("a valid address")).await,
             Some(Verb::Serve { listen }) => serve(link, *listen).await,
             Some(verb) => {
@@ -134,8 +134,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 link.stop().await;
                 r
             }
-        };
-        result
+        }
     })
 }
 

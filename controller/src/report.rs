@@ -83,7 +83,7 @@ pub fn members(m: &MixerState) -> String {
 
 /// The row an event's channel shows.
 #[must_use]
-pub fn row_of<'a>(m: &'a MixerState, channel: Channel) -> Option<&'a ChannelView> {
+pub fn row_of(m: &MixerState, channel: Channel) -> Option<&ChannelView> {
     match channel {
         Channel::All => Some(&m.all),
         Channel::Stem(i) => m.channels.get(usize::from(i)),

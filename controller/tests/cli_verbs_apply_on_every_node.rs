@@ -117,7 +117,7 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
     let out = controller_with_secret(&room, true, &["--wait", "2", "--bind", &bind, "status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("wrong secret"), "{}", text(&out));
-    let out = std::process::Command::new(support::CONTROLLER)
+    let out = std::process::Command::new(support::controller_bin())
         .args(["--secret-file"])
         .arg(room.secret(false))
         .args(["--no-mdns", "--bind", "127.0.0.1:0", "--wait", "1"])
