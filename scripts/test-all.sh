@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check the project has, in the order a failure is cheapest to
 # find: formatting, lints, unit/property/simulation/integration tests, a
-# short fuzzing run of the network decoders, then the simulation report.
+# short fuzzing run of the network decoders, the simulation report, then
+# the Debian package (built and its contents checked).
 #
 # Installs no system packages: on a fresh machine run `sudo bash .ci/run`,
 # which installs them and then runs this script. Run as root, or the
@@ -77,6 +78,10 @@ fi
 
 section "simulation report (8 nodes, 30 s)"
 cargo run --release -p autoharmonize-tests --bin simulate -- --nodes 8 --seconds 30
+
+section "Debian package (amd64: build with cargo-deb, check contents)"
+# After the simulation report, so most of the release build is reused.
+bash scripts/build-deb.sh --check
 
 section "done in $((SECONDS - START))s"
 # One closing line over every `cargo test` binary, so the totals are the

@@ -143,6 +143,7 @@ impl Link {
             peers: cfg.peers.clone(),
             clock: autoharmonize_node::clock::LocalClock::system(),
             health,
+            player: None,
         });
         let (commands, commands_rx) = mpsc::channel(16);
         let (discovered_tx, discovered_rx) = mpsc::channel(64);

@@ -59,6 +59,10 @@ pub struct TestArgs {
         allow_negative_numbers = true
     )]
     pub test_clock_skew_ppm: f64,
+    /// On SIGUSR1, wedge the mesh loop (and so the systemd watchdog pings)
+    /// while the rest of the node runs on (test only).
+    #[arg(long, hide = true)]
+    pub test_stall_on_sigusr1: bool,
 }
 
 impl TestArgs {
@@ -99,6 +103,7 @@ mod tests {
                 "version",
                 "test_clock_offset_ms",
                 "test_clock_skew_ppm",
+                "test_stall_on_sigusr1",
             ]
             .contains(&id)
             {

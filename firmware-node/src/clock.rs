@@ -74,6 +74,24 @@ impl LocalClock {
     }
 }
 
+/// The audio engine reads the same clock as the protocol: a frame's
+/// emission time and the mesh clock mapping are on one time base.
+impl crate::audio::output::TimeSource for LocalClock {
+    fn now_ns(&self) -> u64 {
+        self.now().0
+    }
+
+    fn sleep_until_ns(&self, t: u64) {
+        loop {
+            let wait = self.until(LocalTime(t));
+            if wait.is_zero() {
+                return;
+            }
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::audio::render::ChannelMap;
+
 /// Where the node looks for its config file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/autoharmonize/node.toml";
 /// UDP port of the heartbeat mesh (`listen`), and the port assumed for a
@@ -63,6 +65,18 @@ pub const MAX_PEERS: usize = autoharmonize_protocol::wire::MAX_MEMBERS;
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
 /// Highest GPIO number on a Raspberry Pi's 40-pin header (BCM numbering).
 pub const MAX_GPIO_PIN: u8 = 27;
+/// Default time a button's level must stay unchanged before a press or a
+/// release counts (`gpio.debounce_ms`). Typical tactile switches bounce for
+/// 1 to 10 ms.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 20;
+/// Shortest debounce accepted: below this, bounces count as presses.
+pub const MIN_DEBOUNCE_MS: u64 = 1;
+/// Longest debounce accepted: above this, quick presses are lost.
+pub const MAX_DEBOUNCE_MS: u64 = 250;
+/// Default volume change per press of a volume button, in percent points.
+pub const DEFAULT_VOLUME_STEP: u8 = 5;
+/// Largest volume step accepted (half the range per press).
+pub const MAX_VOLUME_STEP: u8 = 50;
 
 /// Command-line flags for every config key. Each flag overrides the same key
 /// of the config file.
@@ -108,6 +122,24 @@ pub struct ConfigArgs {
     /// default sound card). [default: default] [key: output]
     #[arg(long, value_name = "NAME")]
     pub output: Option<String>,
+
+    /// Track to play: a folder of stems inside the media directory (by
+    /// name), or a path. [default: the media directory itself if it holds
+    /// stems, else its first track folder in name order] [key: track]
+    #[arg(long, value_name = "FOLDER")]
+    pub track: Option<String>,
+
+    /// Extra delay of this speaker's amplifier or HDMI link, in
+    /// milliseconds (-1000 to 1000): the speaker plays that much earlier so
+    /// it is heard in time with the others. [default: 0]
+    /// [key: latency_offset_ms]
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
+    pub latency_offset_ms: Option<i64>,
+
+    /// Which channels of the stem to play: "stereo", "left", "right", or
+    /// "mono" (both folded down). [default: stereo] [key: channel_map]
+    #[arg(long, value_name = "MAP")]
+    pub channel_map: Option<String>,
 
     /// Address and UDP port this speaker listens on for other speakers.
     /// [default: 0.0.0.0:7710] [key: listen]
@@ -156,6 +188,27 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "PIN")]
     pub gpio_led: Option<u8>,
 
+    /// How long a button must stay still before a press counts, in
+    /// milliseconds (1 to 250); raise it if one press counts twice.
+    /// [default: 20] [key: gpio.debounce_ms]
+    #[arg(long, value_name = "MS")]
+    pub gpio_debounce_ms: Option<u64>,
+
+    /// How much one press of a volume button changes the volume, in percent
+    /// points (1 to 50). [default: 5] [key: gpio.volume_step]
+    #[arg(long, value_name = "PERCENT")]
+    pub gpio_volume_step: Option<u8>,
+
+    /// Buttons connect their pin to ground when pressed; the pin's internal
+    /// pull-up holds it high otherwise. [default: on] [key: gpio.active_low]
+    #[arg(long, overrides_with = "gpio_active_high")]
+    pub gpio_active_low: bool,
+
+    /// Buttons connect their pin to 3.3 V when pressed; the pin's internal
+    /// pull-down holds it low otherwise. [key: gpio.active_low]
+    #[arg(long, overrides_with = "gpio_active_low")]
+    pub gpio_active_high: bool,
+
     /// Directory where the speaker keeps its permanent identity; it must
     /// survive reboots and updates. [default: /var/lib/autoharmonize]
     /// [key: state_dir]
@@ -190,6 +243,8 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Audio output name.
     pub output: String,
+    /// Audio settings of this speaker.
+    pub audio: AudioSettings,
     /// UDP address of the mesh socket.
     pub listen: SocketAddr,
     /// Static peers (deduplicated, at most [`MAX_PEERS`]).
@@ -198,8 +253,9 @@ pub struct Config {
     pub mdns: bool,
     /// Interfaces for mDNS; empty means all.
     pub mdns_interfaces: Vec<String>,
-    /// GPIO pins (distinct, each at most [`MAX_GPIO_PIN`]).
-    pub gpio: GpioPins,
+    /// Buttons and LED: pins (distinct, each at most [`MAX_GPIO_PIN`]) and
+    /// how presses are read.
+    pub gpio: GpioConfig,
     /// Directory of the persistent member id.
     pub state_dir: PathBuf,
     /// Loopback TCP address of the HTTP status page.
@@ -208,6 +264,21 @@ pub struct Config {
     /// world-readable secret). The caller logs them once logging is up.
     pub warnings: Vec<String>,
 }
+
+/// Per-speaker audio settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AudioSettings {
+    /// The track folder (name in the media directory, or a path); `None`
+    /// picks one (see [`ConfigArgs::track`]).
+    pub track: Option<String>,
+    /// Latency trim in ms, within ±[`MAX_LATENCY_OFFSET_MS`].
+    pub latency_offset_ms: i32,
+    /// Which stem channels go out.
+    pub channel_map: ChannelMap,
+}
+
+/// Largest latency trim accepted, in ms.
+pub const MAX_LATENCY_OFFSET_MS: i64 = 1_000;
 
 /// The part of the song a speaker plays.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,17 +291,52 @@ pub enum ChannelSpec {
     Name(String),
 }
 
-/// GPIO pins by role, in BCM numbering; `None` means not connected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GpioPins {
+/// The `[gpio]` table: pins by role in BCM numbering (`None` means not
+/// connected, the default, so a pin nobody wired is never driven) and how
+/// button presses are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpioConfig {
     /// Play/pause button.
     pub play_pause: Option<u8>,
     /// Volume-up button.
     pub volume_up: Option<u8>,
     /// Volume-down button.
     pub volume_down: Option<u8>,
-    /// Status LED.
+    /// Status LED (lit when the pin is high).
     pub led: Option<u8>,
+    /// Debounce time in ms, within
+    /// [`MIN_DEBOUNCE_MS`]..=[`MAX_DEBOUNCE_MS`].
+    pub debounce_ms: u64,
+    /// Volume change per press, in percent points, `1..=MAX_VOLUME_STEP`.
+    pub volume_step: u8,
+    /// A pressed button pulls its pin low (internal pull-up); otherwise
+    /// high (internal pull-down).
+    pub active_low: bool,
+}
+
+impl Default for GpioConfig {
+    fn default() -> GpioConfig {
+        GpioConfig {
+            play_pause: None,
+            volume_up: None,
+            volume_down: None,
+            led: None,
+            debounce_ms: DEFAULT_DEBOUNCE_MS,
+            volume_step: DEFAULT_VOLUME_STEP,
+            active_low: true,
+        }
+    }
+}
+
+impl GpioConfig {
+    /// Whether any button or the LED is connected.
+    #[must_use]
+    pub fn any_pin(&self) -> bool {
+        self.play_pause.is_some()
+            || self.volume_up.is_some()
+            || self.volume_down.is_some()
+            || self.led.is_some()
+    }
 }
 
 /// The room's shared secret. Its `Debug` never shows the bytes, so the
@@ -410,6 +516,9 @@ struct FileConfig {
     media_dir: Option<PathBuf>,
     heartbeat_ms: Option<i64>,
     output: Option<String>,
+    track: Option<String>,
+    latency_offset_ms: Option<i64>,
+    channel_map: Option<String>,
     listen: Option<String>,
     peers: Option<Vec<String>>,
     mdns: Option<bool>,
@@ -426,6 +535,9 @@ struct GpioFile {
     volume_up: Option<i64>,
     volume_down: Option<i64>,
     led: Option<i64>,
+    debounce_ms: Option<i64>,
+    volume_step: Option<i64>,
+    active_low: Option<bool>,
 }
 
 /// `channel` may be written as a number or a string.
@@ -644,6 +756,14 @@ fn resolve(
         None => DEFAULT_OUTPUT.to_owned(),
     };
 
+    let audio = resolve_audio(
+        &r,
+        args,
+        file.track,
+        file.latency_offset_ms,
+        file.channel_map,
+    )?;
+
     let listen = match pick(args.listen.clone(), "--listen", file.listen) {
         Some((text, layer)) => {
             parse_addr(&text, DEFAULT_PORT).map_err(|p| r.invalid(layer, "listen", p))?
@@ -734,6 +854,7 @@ fn resolve(
         media_dir,
         heartbeat_ms,
         output,
+        audio,
         listen,
         peers,
         mdns,
@@ -745,8 +866,56 @@ fn resolve(
     })
 }
 
-/// GPIO pins: flag over file per role, each in range, no pin used twice.
-fn resolve_gpio(r: &Resolver, args: &ConfigArgs, file: GpioFile) -> Result<GpioPins, ConfigError> {
+/// The audio settings: flag over file, each checked.
+fn resolve_audio(
+    r: &Resolver,
+    args: &ConfigArgs,
+    track: Option<String>,
+    latency_offset_ms: Option<i64>,
+    channel_map: Option<String>,
+) -> Result<AudioSettings, ConfigError> {
+    let track = match pick(args.track.clone(), "--track", track) {
+        Some((t, layer)) if t.trim().is_empty() => {
+            return Err(r.invalid(layer, "track", "must not be empty".into()));
+        }
+        Some((t, _)) => Some(t),
+        None => None,
+    };
+    let latency_offset_ms = match pick(
+        args.latency_offset_ms,
+        "--latency-offset-ms",
+        latency_offset_ms,
+    ) {
+        Some((ms, layer)) if ms.abs() > MAX_LATENCY_OFFSET_MS => {
+            return Err(r.invalid(
+                layer,
+                "latency_offset_ms",
+                format!("{ms} is outside -{MAX_LATENCY_OFFSET_MS}..={MAX_LATENCY_OFFSET_MS}"),
+            ));
+        }
+        Some((ms, _)) => i32::try_from(ms).unwrap_or(0),
+        None => 0,
+    };
+    let channel_map = match pick(args.channel_map.clone(), "--channel-map", channel_map) {
+        Some((m, layer)) => {
+            ChannelMap::parse(&m).map_err(|p| r.invalid(layer, "channel_map", p))?
+        }
+        None => ChannelMap::Stereo,
+    };
+    Ok(AudioSettings {
+        track,
+        latency_offset_ms,
+        channel_map,
+    })
+}
+
+/// The `[gpio]` table: flag over file per key; pins in range and no pin used
+/// twice.
+fn resolve_gpio(
+    r: &Resolver,
+    args: &ConfigArgs,
+    file: GpioFile,
+) -> Result<GpioConfig, ConfigError> {
     let mut used: Vec<(u8, &str)> = Vec::with_capacity(4);
     let mut resolve_one = |role: &'static str,
                            flag: &'static str,
@@ -768,7 +937,37 @@ fn resolve_gpio(r: &Resolver, args: &ConfigArgs, file: GpioFile) -> Result<GpioP
         used.push((pin, role));
         Ok(Some(pin))
     };
-    Ok(GpioPins {
+    let debounce_ms = match pick(
+        args.gpio_debounce_ms
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        "--gpio-debounce-ms",
+        file.debounce_ms,
+    ) {
+        Some((ms, layer)) => check_range(ms, MIN_DEBOUNCE_MS, MAX_DEBOUNCE_MS)
+            .map_err(|p| r.invalid(layer, "gpio.debounce_ms", p))?,
+        None => DEFAULT_DEBOUNCE_MS,
+    };
+    let volume_step = match pick(
+        args.gpio_volume_step.map(i64::from),
+        "--gpio-volume-step",
+        file.volume_step,
+    ) {
+        Some((step, layer)) => check_range(step, 1, u64::from(MAX_VOLUME_STEP))
+            .map(|s| u8::try_from(s).expect("at most MAX_VOLUME_STEP"))
+            .map_err(|p| r.invalid(layer, "gpio.volume_step", p))?,
+        None => DEFAULT_VOLUME_STEP,
+    };
+    let active_low = if args.gpio_active_high {
+        false
+    } else if args.gpio_active_low {
+        true
+    } else {
+        file.active_low.unwrap_or(true)
+    };
+    Ok(GpioConfig {
+        debounce_ms,
+        volume_step,
+        active_low,
         play_pause: resolve_one(
             "play_pause",
             "--gpio-play-pause",
@@ -887,15 +1086,16 @@ fn world_readable(_meta: &std::fs::Metadata) -> bool {
 }
 
 fn check_heartbeat(ms: i64) -> Result<u64, String> {
-    match u64::try_from(ms) {
-        Ok(ms) if ms < MIN_HEARTBEAT_MS => {
-            Err(format!("{ms} is below the minimum of {MIN_HEARTBEAT_MS}"))
-        }
-        Ok(ms) if ms > MAX_HEARTBEAT_MS => {
-            Err(format!("{ms} is above the maximum of {MAX_HEARTBEAT_MS}"))
-        }
-        Ok(ms) => Ok(ms),
-        Err(_) => Err(format!("{ms} is below the minimum of {MIN_HEARTBEAT_MS}")),
+    check_range(ms, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS)
+}
+
+/// `value` within `min..=max`, in the words the other range errors use.
+fn check_range(value: i64, min: u64, max: u64) -> Result<u64, String> {
+    match u64::try_from(value) {
+        Ok(v) if v < min => Err(format!("{v} is below the minimum of {min}")),
+        Ok(v) if v > max => Err(format!("{v} is above the maximum of {max}")),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("{value} is below the minimum of {min}")),
     }
 }
 
@@ -1055,6 +1255,9 @@ mod tests {
                 volume_up = 22
                 volume_down = 23
                 led = 27
+                debounce_ms = 30
+                volume_step = 10
+                active_low = false
                 "#,
                 &[],
             )
@@ -1077,11 +1280,14 @@ mod tests {
         assert_eq!(config.status_listen, "[::1]:8000".parse().expect("addr"));
         assert_eq!(
             config.gpio,
-            GpioPins {
+            GpioConfig {
                 play_pause: Some(17),
                 volume_up: Some(22),
                 volume_down: Some(23),
                 led: Some(27),
+                debounce_ms: 30,
+                volume_step: 10,
+                active_low: false,
             }
         );
         assert_eq!(
@@ -1106,7 +1312,11 @@ mod tests {
         assert!(config.mdns);
         assert!(config.peers.is_empty());
         assert!(config.mdns_interfaces.is_empty());
-        assert_eq!(config.gpio, GpioPins::default());
+        assert_eq!(config.gpio, GpioConfig::default());
+        assert_eq!(config.gpio.debounce_ms, DEFAULT_DEBOUNCE_MS);
+        assert_eq!(config.gpio.volume_step, DEFAULT_VOLUME_STEP);
+        assert!(config.gpio.active_low);
+        assert!(!config.gpio.any_pin());
         assert!(!config.name.is_empty(), "name defaults to the hostname");
     }
 
@@ -1162,6 +1372,24 @@ mod tests {
             message(f.load("[gpio]\nled = 40", &[]))
                 .contains("key 'gpio.led': 40 is not a GPIO number")
         );
+        assert!(
+            message(f.load("[gpio]\ndebounce_ms = 0", &[]))
+                .ends_with("key 'gpio.debounce_ms': 0 is below the minimum of 1")
+        );
+        assert!(
+            message(f.load("[gpio]\nvolume_step = 51", &[]))
+                .ends_with("key 'gpio.volume_step': 51 is above the maximum of 50")
+        );
+        assert!(
+            message(f.load("[gpio]\nvolume_step = -3", &[]))
+                .ends_with("key 'gpio.volume_step': -3 is below the minimum of 1")
+        );
+        assert_eq!(
+            message(f.load("", &["--gpio-debounce-ms", "1000"])),
+            "--gpio-debounce-ms: key 'gpio.debounce_ms': 1000 is above the maximum of 250"
+        );
+        let msg = message(f.load("[gpio]\nactive_low = \"yes\"", &[]));
+        assert!(msg.contains("key 'gpio.active_low': invalid type"), "{msg}");
         let msg = message(f.load("[gpio]\nled = 17\nplay_pause = 17", &[]));
         assert!(msg.contains("pin 17 is already used by gpio."), "{msg}");
         let name = "x".repeat(64);
@@ -1246,6 +1474,11 @@ mod tests {
         );
         assert!(!config.mdns);
         assert_eq!(config.gpio.led, Some(5));
+        // `--gpio-active-high` wins over the file's `active_low`.
+        let config = f
+            .load("[gpio]\nactive_low = true", &["--gpio-active-high"])
+            .expect("valid config");
+        assert!(!config.gpio.active_low);
         assert_eq!(config.channel, ChannelSpec::All);
 
         // `--mdns` turns discovery back on over a file that turned it off.

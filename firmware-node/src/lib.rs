@@ -10,6 +10,8 @@
 //! - [`mesh`]: the UDP mesh loop driving the protocol core.
 //! - [`status`]: the loopback status and control endpoint.
 //! - [`discovery`]: finding the other speakers over mDNS.
+//! - [`gpio`]: buttons that cast votes and the status LED.
+//! - [`notify`]: systemd readiness and watchdog notifications.
 //!
 //! The binary (`src/main.rs`) only strings these together; logic lives here
 //! so tests can reach it.
@@ -22,7 +24,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod gpio;
 pub mod identity;
 pub mod logging;
 pub mod mesh;
+pub mod notify;
 pub mod status;

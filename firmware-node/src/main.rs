@@ -4,14 +4,18 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
+use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
-use autoharmonize_node::{identity, logging, status};
+use autoharmonize_node::notify::Supervisor;
+use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
+use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -66,10 +70,22 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         "autoharmonize-node starting"
     );
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
-    let stem = match config.channel {
-        ChannelSpec::Index(i) => Some(i),
-        ChannelSpec::All | ChannelSpec::Name(_) => None,
+    let clock = cli.test.clock();
+    let player_config = player_config(config);
+    let (channels, stem) = Player::channels_of(&player_config);
+    // Audio before the mesh: a speaker that cannot open its output still
+    // joins the room (it may come back after a reconfiguration), and says so.
+    let player = match Player::start(&player_config, Arc::new(clock)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!("audio disabled: {e:#}");
+            None
+        }
     };
+    let mut member_config =
+        mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
+    member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
+    let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,28 +100,38 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let listener = status::bind(config.status_listen)
             .await
             .with_context(|| format!("binding the status endpoint to {}", config.status_listen))?;
-        // The audio engine fills this (buffer level, xruns); the mesh sends
-        // it in every heartbeat. Until it is wired, the node reports zeros.
+        // The node's own player reports its health to the mesh directly;
+        // this channel is for embedders without one (it stays at zero).
         let (_health_tx, health_rx) = tokio::sync::watch::channel(mesh::AudioHealth::default());
-        let (mesh, status_rx) = Mesh::new(MeshSetup {
+        let (mut mesh, status_rx) = Mesh::new(MeshSetup {
             id: member,
             boot,
             name: config.name.clone(),
-            member: mesh::member_config(config.heartbeat_ms, stem),
+            member: member_config,
             key,
             socket,
             peers: config.peers.clone(),
-            clock: cli.test.clock(),
+            clock,
+            player,
             health: health_rx,
         });
+        let mut watchdog = supervisor.watchdog();
+        if cli.test.test_stall_on_sigusr1 {
+            watchdog
+                .stall_on_sigusr1()
+                .context("installing the test stall signal")?;
+        }
+        mesh.set_watchdog(watchdog);
         let (commands_tx, commands_rx) = mpsc::channel(16);
+        // Buttons cast through the same channel as the status endpoint.
+        let _gpio = gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone());
         let (discovered_tx, discovered_rx) = mpsc::channel(64);
         let discovery = if config.mdns {
             let port = socket_port;
             let d = Discovery::start(&DiscoveryConfig::new(config, member, port))
                 .context("starting mDNS discovery (use --no-mdns and --peer to do without)")?;
             info!(service = %d.fullname(), "advertising and browsing over mDNS");
-            Some(std::sync::Arc::new(d))
+            Some(Arc::new(d))
         } else {
             info!(peers = config.peers.len(), "mDNS off: static peers only");
             None
@@ -119,11 +145,20 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             }
         });
         info!(status = %config.status_listen, "status endpoint listening");
+        // Installed before READY: a SIGTERM right after it must stop the
+        // node cleanly, not kill it with the default disposition.
+        let shutdown = shutdown_signal();
+        // READY=1, the one place it is sent: the mesh socket is bound, the
+        // status endpoint listens and the mesh loop starts right below.
+        // Whatever must be up before systemd starts dependent units (the
+        // audio output) goes before this line.
+        supervisor.ready();
         let result = mesh
-            .run(shutdown_signal(), commands_rx, discovered_rx)
+            .run(shutdown, commands_rx, discovered_rx)
             .await
             .context("the mesh socket failed");
-        if let Some(d) = discovery.and_then(|d| std::sync::Arc::try_unwrap(d).ok()) {
+        supervisor.stopping();
+        if let Some(d) = discovery.and_then(|d| Arc::try_unwrap(d).ok()) {
             // Goodbye over mDNS too, so browsers drop us at once.
             if let Err(e) = tokio::task::spawn_blocking(move || d.shutdown()).await {
                 warn!("stopping discovery: {e}");
@@ -135,18 +170,48 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     Ok(())
 }
 
-/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// The player's settings from the node's configuration.
+fn player_config(config: &Config) -> PlayerConfig {
+    let track_dir = match find_track(&config.media_dir, config.audio.track.as_deref()) {
+        Ok(dir) => dir,
+        Err(problem) => {
+            warn!("{problem}; playing silence in sync until a track is there");
+            config.media_dir.clone()
+        }
+    };
+    PlayerConfig {
+        track_dir,
+        stem: match &config.channel {
+            ChannelSpec::All => StemChoice::All,
+            ChannelSpec::Index(i) => StemChoice::Index(usize::from(*i)),
+            ChannelSpec::Name(n) => StemChoice::Name(n.clone()),
+        },
+        output: config.output.clone(),
+        latency_offset_ms: config.audio.latency_offset_ms,
+        channel_map: config.audio.channel_map,
+        // 10.7 ms periods, 43 ms of device buffer: room for a shared or
+        // busy machine's scheduling hiccups without an xrun.
+        period_frames: 512,
+        periods: 4,
+    }
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C). The handlers are
+/// installed when this is called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot listen for signals; stop the node with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            warn!("cannot listen for signals; stop the node with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
@@ -24,7 +25,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::audio::player::Player;
 use crate::clock::LocalClock;
+use crate::notify::Watchdog;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, OwnVoteStatus, ViewMember,
 };
@@ -82,6 +85,9 @@ pub struct MeshSetup {
     pub peers: Vec<SocketAddr>,
     /// The node's clock.
     pub clock: LocalClock,
+    /// The audio player, if audio runs: it receives every decided state and
+    /// the mesh clock.
+    pub player: Option<Player>,
     /// Audio figures for the heartbeats (a controller leaves them zero).
     pub health: watch::Receiver<AudioHealth>,
 }
@@ -145,6 +151,11 @@ pub struct Mesh {
     last_forged_warning: Option<Instant>,
     last_drop_log: Instant,
     drops_at_last_log: u64,
+    player: Option<Player>,
+    /// What the player was last told: the clock, and whether it has a state.
+    player_clock: Option<MeshClock>,
+    player_has_state: bool,
+    watchdog: Watchdog,
 }
 
 impl Mesh {
@@ -177,8 +188,18 @@ impl Mesh {
             last_forged_warning: None,
             last_drop_log: Instant::now(),
             drops_at_last_log: 0,
+            player: setup.player,
+            player_clock: None,
+            player_has_state: false,
+            watchdog: Watchdog::disabled(),
         };
         (mesh, status_rx)
+    }
+
+    /// The systemd watchdog this loop pets once per iteration, so a wedged
+    /// loop stops the pings and systemd restarts the node.
+    pub fn set_watchdog(&mut self, watchdog: Watchdog) {
+        self.watchdog = watchdog;
     }
 
     /// Runs until `shutdown` resolves, then says goodbye to the room.
@@ -226,15 +247,20 @@ impl Mesh {
             }
             self.flush().await;
             self.drain_events();
+            self.feed_player();
             if last_status.elapsed() >= STATUS_EVERY {
                 last_status = Instant::now();
                 self.publish();
                 self.log_drops();
             }
+            self.watchdog.pet().await;
         }
         info!(member = %self.id, "leaving the room");
         self.member.leave(self.clock.now());
         self.flush().await;
+        if let Some(p) = self.player.take() {
+            p.stop();
+        }
         Ok(())
     }
 
@@ -360,10 +386,21 @@ impl Mesh {
         while let Some(ev) = self.member.poll_event() {
             match ev {
                 MemberEvent::Decided(a) => {
+                    if let Some(p) = &self.player {
+                        p.decided(a.apply_at, a.transport.clone());
+                        self.player_has_state = true;
+                    }
                     if !a.effective.is_empty() || !a.entry.changes.is_empty() {
+                        // How long before it takes effect the decision is
+                        // known here: the audio needs it ahead of its buffer.
+                        let lead_ms = self
+                            .member
+                            .mesh_time(self.clock.now())
+                            .map(|now| (i128::from(a.apply_at.0) - i128::from(now.0)) / 1_000_000);
                         info!(
                             round = a.entry.id.round.0,
                             apply_at = a.apply_at.0,
+                            lead_ms,
                             votes = a.effective.len(),
                             changes = a.entry.changes.len(),
                             "decided"
@@ -402,6 +439,10 @@ impl Mesh {
                 },
                 MemberEvent::StateReplaced { commit, .. } => {
                     debug!(round = commit.round.0, "state transferred");
+                    if let (Some(p), Some(t)) = (&self.player, self.member.transport()) {
+                        p.replaced(t.clone());
+                        self.player_has_state = true;
+                    }
                 }
                 MemberEvent::VoteDecided { seq } => {
                     debug!(seq, "own vote decided");
@@ -413,6 +454,32 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Gives the player the clock when it changed, and the state if it has
+    /// none yet (a room founded here announces no event).
+    fn feed_player(&mut self) {
+        let Some(p) = &self.player else {
+            return;
+        };
+        let clock = self.member.mesh_clock();
+        if clock != self.player_clock {
+            self.player_clock = clock;
+            p.clock(clock);
+        }
+        if !self.player_has_state
+            && let Some(t) = self.member.transport()
+        {
+            p.replaced(t.clone());
+            self.player_has_state = true;
+        }
+        // Frames queued ahead of the DAC (ring + device) at 48 kHz.
+        let c = p.counters();
+        let queued = c.ring_fill_frames + u64::try_from(c.delay_frames.max(0)).unwrap_or(0);
+        self.member.set_audio_health(
+            u16::try_from(queued / 48).unwrap_or(u16::MAX),
+            u32::try_from(c.xruns).unwrap_or(u32::MAX),
+        );
     }
 
     fn settle_own_vote(&mut self, seq: u32, state: &str) {
@@ -492,6 +559,7 @@ impl Mesh {
             decisions: self.decisions.iter().cloned().collect(),
             protocol: st.counters,
             envelope: self.envelope.clone(),
+            audio: self.player.as_ref().map(|p| p.status()),
         };
         self.status_tx.send_replace(Arc::new(status));
     }

@@ -66,6 +66,8 @@ pub struct NodeStatus {
     pub protocol: Counters,
     /// Envelope (authentication) counters.
     pub envelope: EnvelopeCounters,
+    /// The audio player, if audio runs.
+    pub audio: Option<crate::audio::player::AudioStatus>,
 }
 
 /// A member of the view.

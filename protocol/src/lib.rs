@@ -17,6 +17,8 @@
 //! - [`clock`]: NTP-style offset and drift estimation.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
+//! - [`playout`]: per-node playback timing (the schedule of states, exact
+//!   positions, the DAC's emission times).
 //! - [`member`]: the state machine of one member (rounds, election, sealing,
 //!   commit, membership, state transfer).
 //!
@@ -31,6 +33,7 @@ pub mod event;
 pub mod ids;
 pub mod member;
 pub mod membership;
+pub mod playout;
 pub mod seal;
 pub mod time;
 pub mod transport;

@@ -78,6 +78,13 @@ impl Room {
         }
     }
 
+    /// The room's directory: every node's `--media-dir`, holding the
+    /// secrets, states and logs.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Number of hosts.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -79,6 +79,10 @@ pub struct EngineConfig {
     /// For instrumentation only: the allocation test wraps iterations in
     /// `assert_no_alloc`, a profiler could time them. `None` in a node.
     pub iteration_hook: Option<IterationHook>,
+    /// Frames the decoder thread produces at a time (it waits for this much
+    /// room in the ring). Default 1024; the synchronised player uses less,
+    /// so that what it renders is decided closer to when it is heard.
+    pub chunk_frames: u32,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             ramp_ms: 5,
             realtime_priority: Some(70),
             iteration_hook: None,
+            chunk_frames: 1024,
         }
     }
 }
@@ -164,6 +169,71 @@ pub struct Timing {
     pub delay: i64,
     /// When (ns on the engine's [`super::output::TimeSource`]).
     pub at_ns: u64,
+    /// Silent frames the output inserted so far (underruns): frame `k` of
+    /// what the decoder pushed has device index `k + underrun_frames` if
+    /// no underrun happens between its push and its playing.
+    pub underrun_frames: u64,
+    /// Xruns so far: a change means the device restarted.
+    pub xruns: u64,
+}
+
+/// What the decoder thread runs to make the frames the sink plays: a plain
+/// [`AudioSource`] (wrapped by [`Engine::start`]) or the synchronised
+/// player's renderer.
+pub trait Producer: Send {
+    /// Fills `out` (interleaved, the sink's channel count; a whole number
+    /// of frames) with the frames that follow and returns how many it
+    /// wrote; 0 means the end. `device_frame` is the device's index of the
+    /// first of them (frames pushed before plus the output's underrun
+    /// silence), so a producer can tell when they will be heard.
+    ///
+    /// # Errors
+    /// A decode error ends the producer; the output plays silence from then.
+    fn produce(&mut self, out: &mut [f32], device_frame: u64) -> Result<usize, DecodeError>;
+
+    /// One observation of the output, oldest first. Only producers started
+    /// with [`Engine::start_producer`] receive them.
+    fn observe(&mut self, _timing: Timing) {}
+
+    /// Packets skipped as undecodable so far.
+    fn skipped_packets(&self) -> u64 {
+        0
+    }
+}
+
+/// An [`AudioSource`] played as it is, its channels mapped to the sink's.
+struct SourceProducer {
+    source: Box<dyn AudioSource>,
+    src_ch: usize,
+    out_ch: usize,
+    buf: Vec<f32>,
+}
+
+impl Producer for SourceProducer {
+    fn produce(&mut self, out: &mut [f32], _device_frame: u64) -> Result<usize, DecodeError> {
+        let frames = out.len() / self.out_ch;
+        let want = frames * self.src_ch;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0.0);
+        }
+        let n = self.source.read(&mut self.buf[..want])?;
+        if n == 0 {
+            debug!(position = self.source.position(), "source ended");
+        }
+        map_channels(
+            &self.buf[..n * self.src_ch],
+            self.src_ch,
+            &mut out[..n * self.out_ch],
+            self.out_ch,
+            1.0,
+            false,
+        );
+        Ok(n)
+    }
+
+    fn skipped_packets(&self) -> u64 {
+        self.source.skipped_packets()
+    }
 }
 
 /// A snapshot of the engine's counters.
@@ -232,7 +302,8 @@ struct Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     spec: StreamSpec,
-    timings: HeapCons<Timing>,
+    /// `None` when the timings go to the producer.
+    timings: Option<HeapCons<Timing>>,
     output: Option<JoinHandle<Result<(), SinkError>>>,
     decoder: Option<JoinHandle<Result<(), DecodeError>>>,
 }
@@ -266,11 +337,44 @@ impl Engine {
                 sink_rate: sink_spec.rate,
             });
         }
+        let producer = SourceProducer {
+            source,
+            src_ch: usize::from(src_spec.channels),
+            out_ch: usize::from(sink_spec.channels),
+            buf: Vec::new(),
+        };
+        Engine::spawn(Box::new(producer), sink, config, time, false)
+    }
+
+    /// Starts `producer` (which makes frames in the sink's spec) playing on
+    /// `sink`. The [`Timing`] samples go to [`Producer::observe`] on the
+    /// decoder thread, not to [`Engine::drain_timings`].
+    ///
+    /// # Errors
+    /// [`EngineError::Spawn`].
+    pub fn start_producer(
+        producer: Box<dyn Producer>,
+        sink: Box<dyn Sink>,
+        config: EngineConfig,
+        time: SharedTime,
+    ) -> Result<Engine, EngineError> {
+        Engine::spawn(producer, sink, config, time, true)
+    }
+
+    fn spawn(
+        producer: Box<dyn Producer>,
+        sink: Box<dyn Sink>,
+        config: EngineConfig,
+        time: SharedTime,
+        timings_to_producer: bool,
+    ) -> Result<Engine, EngineError> {
+        let sink_spec = sink.config().spec;
         let ch = usize::from(sink_spec.channels);
+        let chunk = (config.chunk_frames as usize).clamp(16, 8192);
         let ring_frames = (config.ring_frames as usize)
-            .max(2 * CHUNK_FRAMES)
+            .max(2 * chunk)
             .max(2 * sink.config().period_frames as usize);
-        let (producer, consumer) = HeapRb::<f32>::new(ring_frames * ch).split();
+        let (producer_ring, consumer) = HeapRb::<f32>::new(ring_frames * ch).split();
         let (timing_tx, timing_rx) = HeapRb::<Timing>::new(TIMING_CAPACITY).split();
         let shared = Arc::new(Shared::default());
         shared.gain_target.store(
@@ -289,7 +393,7 @@ impl Engine {
         );
         // The decoder needs a chunk's room to push, so a prefill closer to
         // the capacity than that would never be reached.
-        let prefill = (config.prefill_frames as usize).min(ring_frames - CHUNK_FRAMES);
+        let prefill = (config.prefill_frames as usize).min(ring_frames - chunk);
         let out_shared = Arc::clone(&shared);
         let rt = config.realtime_priority;
         let hook = config.iteration_hook;
@@ -301,11 +405,26 @@ impl Engine {
                 source,
             })?;
 
-        let dec_shared = Arc::clone(&shared);
-        let period = output_period_hint(sink_spec.rate);
+        let (timings, dec_timings) = if timings_to_producer {
+            (None, Some(timing_rx))
+        } else {
+            (Some(timing_rx), None)
+        };
+        let dec = DecoderLoop {
+            realtime_priority: config
+                .realtime_priority
+                .map(|p| p.saturating_sub(10).max(1)),
+            producer,
+            ring: producer_ring,
+            timings: dec_timings,
+            shared: Arc::clone(&shared),
+            channels: ch,
+            chunk,
+            nap: output_period_hint(sink_spec.rate),
+        };
         let decoder = std::thread::Builder::new()
             .name(DECODER_THREAD.to_owned())
-            .spawn(move || decoder_thread(source, producer, sink_spec, dec_shared, period));
+            .spawn(move || dec.run());
         let decoder = match decoder {
             Ok(d) => d,
             Err(source) => {
@@ -320,7 +439,7 @@ impl Engine {
         Ok(Engine {
             shared,
             spec: sink_spec,
-            timings: timing_rx,
+            timings,
             output: Some(output),
             decoder: Some(decoder),
         })
@@ -375,10 +494,12 @@ impl Engine {
     }
 
     /// Takes the [`Timing`] samples gathered since the last call, oldest
-    /// first.
+    /// first (none for an engine started with [`Engine::start_producer`]).
     pub fn drain_timings(&mut self, mut f: impl FnMut(Timing)) {
-        while let Some(t) = self.timings.try_pop() {
-            f(t);
+        if let Some(timings) = self.timings.as_mut() {
+            while let Some(t) = timings.try_pop() {
+                f(t);
+            }
         }
     }
 
@@ -457,64 +578,74 @@ fn output_period_hint(rate: u32) -> Duration {
     Duration::from_micros(256 * 1_000_000 / u64::from(rate.max(1)))
 }
 
-/// Frames the decoder thread reads and pushes at a time; it waits for this
-/// much room in the ring.
-const CHUNK_FRAMES: usize = 1024;
-
-fn decoder_thread(
-    mut source: Box<dyn AudioSource>,
-    mut producer: HeapProd<f32>,
-    out_spec: StreamSpec,
+/// The decoder thread: runs the producer, keeps the ring topped up, and
+/// hands the producer the output's timing observations.
+struct DecoderLoop {
+    /// SCHED_FIFO priority, below the output thread's: the ring is short
+    /// (tens of ms), so an ordinary thread starved by a busy machine would
+    /// let it run dry.
+    realtime_priority: Option<u8>,
+    producer: Box<dyn Producer>,
+    ring: HeapProd<f32>,
+    timings: Option<HeapCons<Timing>>,
     shared: Arc<Shared>,
+    channels: usize,
+    chunk: usize,
     nap: Duration,
-) -> Result<(), DecodeError> {
-    let src_ch = usize::from(source.spec().channels);
-    let out_ch = usize::from(out_spec.channels);
-    let mut src_buf = vec![0.0f32; CHUNK_FRAMES * src_ch];
-    let mut out_buf = vec![0.0f32; CHUNK_FRAMES * out_ch];
-    let result = loop {
-        if shared.stop.load(Ordering::Acquire) == STOP_NOW {
-            break Ok(());
+}
+
+impl DecoderLoop {
+    fn run(mut self) -> Result<(), DecodeError> {
+        if let Some(p) = self.realtime_priority
+            && let Err(e) = set_realtime(p)
+        {
+            debug!("no real-time priority for the decoder thread: {e}");
         }
-        if producer.vacant_len() < out_buf.len() {
-            std::thread::sleep(nap);
-            continue;
-        }
-        match source.read(&mut src_buf) {
-            Ok(0) => {
-                debug!(position = source.position(), "source ended");
-                shared.source.store(SRC_ENDED, Ordering::Release);
+        let mut buf = vec![0.0f32; self.chunk * self.channels];
+        let mut pushed = 0u64;
+        let result = loop {
+            if self.shared.stop.load(Ordering::Acquire) == STOP_NOW {
                 break Ok(());
             }
-            Ok(n) => {
-                map_channels(
-                    &src_buf[..n * src_ch],
-                    src_ch,
-                    &mut out_buf[..n * out_ch],
-                    out_ch,
-                    1.0,
-                    false,
-                );
-                // Only this thread pushes, so the room checked above is
-                // still there: whole frames always go in.
-                let pushed = producer.push_slice(&out_buf[..n * out_ch]);
-                debug_assert_eq!(pushed, n * out_ch);
-                shared.decoded.fetch_add(n as u64, Ordering::Relaxed);
-                shared
-                    .skipped
-                    .store(source.skipped_packets(), Ordering::Relaxed);
+            if let Some(timings) = self.timings.as_mut() {
+                while let Some(t) = timings.try_pop() {
+                    self.producer.observe(t);
+                }
             }
-            Err(e) => {
-                error!("decoding stopped, playing silence: {e}");
-                shared.source.store(SRC_FAILED, Ordering::Release);
-                break Err(e);
+            if self.ring.vacant_len() < buf.len() {
+                std::thread::sleep(self.nap);
+                continue;
             }
-        }
-    };
-    shared
-        .skipped
-        .store(source.skipped_packets(), Ordering::Relaxed);
-    result
+            let device_frame = pushed + self.shared.underrun_frames.load(Ordering::Relaxed);
+            match self.producer.produce(&mut buf, device_frame) {
+                Ok(0) => {
+                    self.shared.source.store(SRC_ENDED, Ordering::Release);
+                    break Ok(());
+                }
+                Ok(n) => {
+                    let n = n.min(self.chunk);
+                    // Only this thread pushes, so the room checked above is
+                    // still there: whole frames always go in.
+                    let done = self.ring.push_slice(&buf[..n * self.channels]);
+                    debug_assert_eq!(done, n * self.channels);
+                    pushed += n as u64;
+                    self.shared.decoded.fetch_add(n as u64, Ordering::Relaxed);
+                    self.shared
+                        .skipped
+                        .store(self.producer.skipped_packets(), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    error!("decoding stopped, playing silence: {e}");
+                    self.shared.source.store(SRC_FAILED, Ordering::Release);
+                    break Err(e);
+                }
+            }
+        };
+        self.shared
+            .skipped
+            .store(self.producer.skipped_packets(), Ordering::Relaxed);
+        result
+    }
 }
 
 /// Asks for SCHED_FIFO at `priority` for the calling thread.
@@ -773,6 +904,8 @@ impl OutputLoop {
             frames_written: written,
             delay,
             at_ns: self.time.now_ns(),
+            underrun_frames: self.shared.underrun_frames.load(Ordering::Relaxed),
+            xruns: self.shared.xruns.load(Ordering::Relaxed),
         };
         if self.timings.try_push(timing).is_err() {
             self.shared.timings_dropped.fetch_add(1, Ordering::Relaxed);

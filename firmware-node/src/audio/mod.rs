@@ -26,6 +26,8 @@ use autoharmonize_protocol::transport::{Frames, TIMELINE_RATE};
 pub mod decode;
 pub mod engine;
 pub mod output;
+pub mod player;
+pub mod render;
 pub mod track;
 
 /// The shape of a stream of interleaved samples.

@@ -33,12 +33,14 @@ use super::StreamSpec;
 #[cfg(feature = "alsa")]
 mod alsa_pcm;
 mod null;
+mod paced;
 mod virtual_dac;
 mod wav;
 
 #[cfg(feature = "alsa")]
 pub use alsa_pcm::AlsaSink;
 pub use null::NullSink;
+pub use paced::paced;
 pub use virtual_dac::{ManualClock, MonotonicRawClock, VirtualDac, VirtualDacConfig, VirtualProbe};
 pub use wav::WavSink;
 

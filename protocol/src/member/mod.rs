@@ -435,6 +435,13 @@ impl Member {
         self.clock.map(|c| c.to_mesh(now).max(self.last_mesh))
     }
 
+    /// The current local-to-mesh clock mapping, once known: what the audio
+    /// player converts its DAC's emission times with.
+    #[must_use]
+    pub fn mesh_clock(&self) -> Option<MeshClock> {
+        self.clock
+    }
+
     /// The committed transport state (its anchors may lie in the future:
     /// a decision takes effect at its `apply_at`).
     #[must_use]

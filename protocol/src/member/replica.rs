@@ -79,6 +79,10 @@ pub struct Applied {
     pub effective: heapless::Vec<Vote, { crate::wire::MAX_ENTRY_VOTES }>,
     /// Digest of the state after it.
     pub digest: u64,
+    /// The transport state right after it (in effect from `apply_at`): the
+    /// audio player schedules each state at its own instant, so it needs
+    /// every intermediate state, not only the newest.
+    pub transport: Transport,
 }
 
 /// Committed state and the uncommitted tail of the log.
@@ -412,6 +416,7 @@ impl Replica {
             apply_at,
             effective,
             digest: self.digest,
+            transport: self.transport.clone(),
         }
     }
 }

@@ -189,17 +189,12 @@ fn main() -> Result<()> {
     );
     println!("{report}");
     if let Some(path) = args.write {
-        const BEGIN: &str = "<!-- bench-mesh:begin -->";
-        const END: &str = "<!-- bench-mesh:end -->";
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let block = format!("{BEGIN}\n{report}{END}");
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(a), Some(b)) if b > a => {
-                format!("{}{}{}", &old[..a], block, &old[b + END.len()..])
-            }
-            _ => format!("{old}\n## Node mesh (real processes)\n\n{block}\n"),
-        };
-        std::fs::write(&path, new)?;
+        autoharmonize_tests::report::write_section(
+            &path,
+            "bench-mesh",
+            "Node mesh (real processes)",
+            &report,
+        )?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -18,6 +18,10 @@
 //! discarded, emission times are computed exactly from the run's first
 //! tick, in integer nanoseconds.
 //!
+//! With `,record=<path>` it also writes, for every 48th frame (1 ms), a
+//! line `<true emission ns> <channel 0 sample>`: the record a sync test
+//! reads from outside the node process (see `tests/src/timecode.rs`).
+//!
 //! Invariant: for every frame of the current run, `emission_ns(i)` is the
 //! same value before, during and after it is emitted, and
 //! [`Sink::delay`] equals the frames written minus those whose emission
@@ -135,6 +139,7 @@ pub struct VirtualDac {
     run_first: u64,
     xruns: u64,
     probe: VirtualProbe,
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for VirtualDac {
@@ -256,7 +261,19 @@ impl VirtualDac {
             run_first: 0,
             xruns: 0,
             probe,
+            recorder: None,
         }
+    }
+
+    /// Also writes `<emission_ns> <sample>` lines to `path`: channel 0 of
+    /// every [`RECORD_EVERY`]th frame with the true time it is emitted, for
+    /// measuring sync from outside the process (see the module doc).
+    ///
+    /// # Errors
+    /// The file cannot be created or the writer thread cannot start.
+    pub fn record_to(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.recorder = Some(Recorder::start(path, self.crystal)?);
+        Ok(())
     }
 
     /// The probe (also reachable as [`Sink::virtual_probe`]).
@@ -288,6 +305,12 @@ impl VirtualDac {
         let start_tick = self.crystal.first_tick_from(now);
         self.state = State::Running { start_tick };
         self.probe.publish(Some((self.run_first, start_tick)));
+        if let Some(r) = &mut self.recorder {
+            r.push(Record::Run {
+                first: self.run_first,
+                tick: start_tick,
+            });
+        }
     }
 
     fn now(&self) -> i128 {
@@ -302,15 +325,108 @@ impl VirtualDac {
 
 pub(super) fn open(arg: Option<&str>, req: &SinkRequest) -> Result<Box<dyn Sink>, SinkError> {
     let arg = arg.unwrap_or("0");
-    let dac = VirtualDacConfig::parse(arg).map_err(|problem| SinkError::BadSpec {
+    let (crystal, record) = match arg.split_once(",record=") {
+        Some((c, path)) => (c, Some(path)),
+        None => (arg, None),
+    };
+    let bad = |problem: String| SinkError::BadSpec {
         spec: format!("virtual:{arg}"),
-        problem: format!("{problem} (expected virtual:<ppm>[,offset_ns])"),
-    })?;
-    Ok(Box::new(VirtualDac::new(
-        req,
-        dac,
-        Arc::new(MonotonicRawClock),
-    )))
+        problem: format!("{problem} (expected virtual:<ppm>[,offset_ns][,record=<path>])"),
+    };
+    let dac = VirtualDacConfig::parse(crystal).map_err(bad)?;
+    let mut sink = VirtualDac::new(req, dac, Arc::new(MonotonicRawClock));
+    if let Some(path) = record {
+        sink.record_to(std::path::Path::new(path))
+            .map_err(|e| bad(format!("cannot record to {path}: {e}")))?;
+    }
+    Ok(Box::new(sink))
+}
+
+/// Frames between two recorded ones (1 ms at 48 kHz).
+pub(crate) const RECORD_EVERY: u64 = 48;
+
+/// What the DAC hands its recorder.
+#[derive(Clone, Copy, Debug)]
+enum Record {
+    /// A run started: write index `first` goes out on tick `tick`.
+    Run { first: u64, tick: i128 },
+    /// The sample (channel 0) of write index `index`.
+    Frame { index: u64, value: f32 },
+    /// The run ended (xrun): frames after this wait for the next run.
+    Stopped,
+}
+
+/// The recording side of a virtual DAC: the output thread pushes into a
+/// lock-free ring, a writer thread turns records into lines. Frames written
+/// before their run started wait until it does (their emission time is not
+/// known before).
+struct Recorder {
+    tx: ringbuf::HeapProd<Record>,
+    dropped: u64,
+}
+
+impl Recorder {
+    fn start(path: &std::path::Path, crystal: Crystal) -> std::io::Result<Recorder> {
+        use ringbuf::traits::Split as _;
+        let file = std::fs::File::create(path)?;
+        let (tx, rx) = ringbuf::HeapRb::<Record>::new(1 << 16).split();
+        std::thread::Builder::new()
+            .name("ah-dac-record".into())
+            .spawn(move || record_thread(rx, std::io::BufWriter::new(file), crystal))?;
+        Ok(Recorder { tx, dropped: 0 })
+    }
+
+    fn push(&mut self, r: Record) {
+        use ringbuf::traits::Producer as _;
+        if self.tx.try_push(r).is_err() {
+            self.dropped += 1;
+        }
+    }
+}
+
+fn record_thread(
+    mut rx: ringbuf::HeapCons<Record>,
+    mut out: std::io::BufWriter<std::fs::File>,
+    crystal: Crystal,
+) {
+    use ringbuf::traits::{Consumer as _, Observer as _};
+    use std::io::Write as _;
+    let mut run: Option<(u64, i128)> = None;
+    let mut waiting: Vec<(u64, f32)> = Vec::new();
+    loop {
+        let mut idle = true;
+        while let Some(r) = rx.try_pop() {
+            idle = false;
+            match r {
+                Record::Run { first, tick } => {
+                    run = Some((first, tick));
+                    for (index, value) in waiting.drain(..) {
+                        if index >= first {
+                            let t = crystal.tick_time(tick + i128::from(index - first));
+                            let _ = writeln!(out, "{t} {value}");
+                        }
+                    }
+                }
+                Record::Stopped => run = None,
+                Record::Frame { index, value } => match run {
+                    Some((first, tick)) if index >= first && waiting.is_empty() => {
+                        let t = crystal.tick_time(tick + i128::from(index - first));
+                        let _ = writeln!(out, "{t} {value}");
+                    }
+                    _ => waiting.push((index, value)),
+                },
+            }
+        }
+        if idle {
+            let _ = out.flush();
+            if rx.write_is_held() {
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                break;
+            }
+        }
+    }
+    let _ = out.flush();
 }
 
 impl Sink for VirtualDac {
@@ -345,6 +461,16 @@ impl Sink for VirtualDac {
             let want = (n - done).min(u64::from(self.config.period_frames));
             if space >= want || (space > 0 && self.state == State::Prepared) {
                 let k = space.min(n - done);
+                if let Some(r) = &mut self.recorder {
+                    let ch = usize::from(self.config.spec.channels);
+                    for i in done..done + k {
+                        let index = self.written + (i - done);
+                        if index.is_multiple_of(RECORD_EVERY) {
+                            let value = samples[usize::try_from(i).unwrap_or(0) * ch];
+                            r.push(Record::Frame { index, value });
+                        }
+                    }
+                }
                 self.written += k;
                 done += k;
                 if self.state == State::Prepared && self.written - self.run_first >= buffer {
@@ -374,6 +500,9 @@ impl Sink for VirtualDac {
     }
 
     fn recover(&mut self) -> Result<(), SinkError> {
+        if let Some(r) = &mut self.recorder {
+            r.push(Record::Stopped);
+        }
         self.state = State::Prepared;
         self.run_first = self.written;
         self.probe.publish(None);

@@ -1,0 +1,347 @@
+//! The node's player: opens the track, the output and the engine with the
+//! synchronised renderer, and is what the mesh loop talks to.
+//!
+//! Failure policy (a speaker must stay in the room): a track that cannot be
+//! opened, or a stem that is missing or corrupt, plays silence in sync and
+//! says why in the log and the status; an output that cannot be opened is
+//! an error (the node then runs without audio, reported in status).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use autoharmonize_protocol::MeshTime;
+use autoharmonize_protocol::clock::MeshClock;
+use autoharmonize_protocol::transport::Transport;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::StreamSpec;
+use super::decode::{AudioSource, Silence, StemDecoder};
+use super::engine::{Counters, Engine, EngineConfig, Realtime, SourceState};
+use super::output::{self, SharedTime, SinkRequest};
+use super::render::{ChannelMap, RenderConfig, RenderStats, Renderer, SharedTimeline, Voice};
+use super::track::{StemChoice, Track};
+
+/// What a node's player needs.
+#[derive(Clone, Debug)]
+pub struct PlayerConfig {
+    /// The track folder.
+    pub track_dir: std::path::PathBuf,
+    /// The stem to play, or all.
+    pub stem: StemChoice,
+    /// The output by name (see [`output::open`]).
+    pub output: String,
+    /// Extra latency after the DAC to compensate, in ms (may be negative).
+    pub latency_offset_ms: i32,
+    /// Which stem channels go out.
+    pub channel_map: ChannelMap,
+    /// Device period in frames.
+    pub period_frames: u32,
+    /// Periods in the device buffer.
+    pub periods: u32,
+}
+
+/// Audio as the status endpoint shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AudioStatus {
+    /// Track title, if a track is open.
+    pub track: Option<String>,
+    /// What this speaker plays (stem names).
+    pub stems: Vec<String>,
+    /// Problems with the track or stems (playing silence instead).
+    pub problems: Vec<String>,
+    /// The output in use.
+    pub output: String,
+    /// Frames written to the device.
+    pub frames_written: u64,
+    /// Ring fill in ms (the buffer level).
+    pub buffer_ms: u64,
+    /// Device delay in ms.
+    pub device_delay_ms: f64,
+    /// Underruns (periods filled with silence).
+    pub underruns: u64,
+    /// Device xruns.
+    pub xruns: u64,
+    /// Position error the renderer measures against the schedule, µs.
+    pub sync_error_us: f64,
+    /// Speed correction in use, ppm.
+    pub correction_ppm: f64,
+    /// The DAC's rate against the local clock, ppm.
+    pub dac_rate_ppm: f64,
+    /// Re-cues so far.
+    pub recues: u64,
+    /// Changes applied late (learnt after their frames were rendered).
+    pub late_changes: u64,
+    /// Whether the output thread got real-time priority.
+    pub realtime: bool,
+    /// Whether the output is running.
+    pub running: bool,
+}
+
+/// The running player.
+pub struct Player {
+    engine: Engine,
+    timeline: Arc<SharedTimeline>,
+    stats: Arc<RenderStats>,
+    title: Option<String>,
+    stems: Vec<String>,
+    problems: Vec<String>,
+    output: String,
+}
+
+impl std::fmt::Debug for Player {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Player")
+            .field("output", &self.output)
+            .field("stems", &self.stems)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Channels assumed for a track that cannot be opened (the protocol's
+/// default room size).
+const FALLBACK_CHANNELS: usize = 4;
+
+impl Player {
+    /// Opens everything and starts playing (silence until the mesh knows
+    /// the time and the state). `time` is the node's local clock.
+    ///
+    /// # Errors
+    /// The output cannot be opened, or the threads cannot start.
+    pub fn start(config: &PlayerConfig, time: SharedTime) -> anyhow::Result<Player> {
+        let device = StreamSpec {
+            rate: 48_000,
+            channels: 2,
+        };
+        let req = SinkRequest {
+            spec: device,
+            period_frames: config.period_frames,
+            periods: config.periods,
+        };
+        let sink = output::open(&config.output, &req)
+            .map_err(|e| anyhow::anyhow!("opening the output '{}': {e}", config.output))?;
+        let sink = if sink.is_realtime() {
+            sink
+        } else {
+            // A file or the null output has no clock of its own: pace it
+            // like a device, so it plays (and records) in real time.
+            output::paced(sink, Arc::clone(&time))
+        };
+        let device = sink.config().spec;
+        let mut problems = Vec::new();
+        let (title, stems, voices) = open_voices(config, device, &mut problems);
+        for p in &problems {
+            warn!("{p}; playing silence in its place");
+        }
+        let timeline = Arc::new(SharedTimeline::default());
+        let stats = Arc::new(RenderStats::default());
+        let renderer = Renderer::new(
+            voices,
+            RenderConfig {
+                device,
+                latency_offset_ns: i64::from(config.latency_offset_ms) * 1_000_000,
+                map: config.channel_map,
+            },
+            Arc::clone(&timeline),
+            Arc::clone(&stats),
+        );
+        let period = sink.config().period_frames;
+        let engine_config = EngineConfig {
+            // 32 ms ahead of the device (plus its own buffer): decisions
+            // arrive about 100 ms before they take effect.
+            ring_frames: 1_536,
+            prefill_frames: 768,
+            chunk_frames: period.clamp(64, 256),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start_producer(Box::new(renderer), sink, engine_config, time)?;
+        info!(
+            output = %config.output,
+            track = title.as_deref().unwrap_or("(none)"),
+            stems = ?stems,
+            latency_offset_ms = config.latency_offset_ms,
+            channel_map = ?config.channel_map,
+            "audio started"
+        );
+        Ok(Player {
+            engine,
+            timeline,
+            stats,
+            title,
+            stems,
+            problems,
+            output: config.output.clone(),
+        })
+    }
+
+    /// A decision: `transport` holds from `apply_at` on.
+    pub fn decided(&self, apply_at: MeshTime, transport: Transport) {
+        self.timeline
+            .update(|t| t.schedule.decided(apply_at, transport));
+    }
+
+    /// The whole state was replaced (joined a room, caught up).
+    pub fn replaced(&self, transport: Transport) {
+        self.timeline.update(|t| t.schedule.replaced(transport));
+    }
+
+    /// The mesh clock changed (or became known).
+    pub fn clock(&self, clock: Option<MeshClock>) {
+        self.timeline.update(|t| t.clock = clock);
+    }
+
+    /// The engine's counters.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.engine.counters()
+    }
+
+    /// The status snapshot.
+    #[must_use]
+    pub fn status(&self) -> AudioStatus {
+        let c = self.engine.counters();
+        let rate = f64::from(self.engine.spec().rate.max(1));
+        let s = &self.stats;
+        AudioStatus {
+            track: self.title.clone(),
+            stems: self.stems.clone(),
+            problems: self.problems.clone(),
+            output: self.output.clone(),
+            frames_written: c.frames_written,
+            buffer_ms: c.ring_fill_frames * 1000 / rate as u64,
+            device_delay_ms: c.delay_frames as f64 * 1000.0 / rate,
+            underruns: c.underruns,
+            xruns: c.xruns,
+            sync_error_us: s.error_ns.load(Ordering::Relaxed) as f64 / 1e3,
+            correction_ppm: s.correction_ppb.load(Ordering::Relaxed) as f64 / 1e3,
+            dac_rate_ppm: s.dac_rate_ppb.load(Ordering::Relaxed) as f64 / 1e3,
+            recues: s.recues.load(Ordering::Relaxed),
+            late_changes: s.late_changes.load(Ordering::Relaxed),
+            realtime: c.realtime == Realtime::Granted,
+            running: c.running && c.source != SourceState::Failed,
+        }
+    }
+
+    /// The number of channels (stems) of the track, for founding a room,
+    /// and the index of the stem this speaker plays (`None` for all).
+    #[must_use]
+    pub fn channels_of(config: &PlayerConfig) -> (usize, Option<usize>) {
+        let Ok(track) = Track::open(&config.track_dir) else {
+            let stem = match config.stem {
+                StemChoice::Index(i) => Some(i),
+                _ => None,
+            };
+            return (FALLBACK_CHANNELS, stem);
+        };
+        let stem = match track.pick(&config.stem) {
+            Ok(super::track::Selection::One(i, _)) => Some(i),
+            _ => None,
+        };
+        (track.stems().len(), stem)
+    }
+
+    /// Stops the threads.
+    pub fn stop(self) {
+        if let Err(e) = self.engine.stop() {
+            warn!("audio stopped with an error: {e}");
+        }
+    }
+}
+
+/// The voices for `config`: one per stem played, silence for any that
+/// cannot be opened (each problem reported).
+fn open_voices(
+    config: &PlayerConfig,
+    device: StreamSpec,
+    problems: &mut Vec<String>,
+) -> (Option<String>, Vec<String>, Vec<Voice>) {
+    let silent = |channel: usize| -> Option<Voice> {
+        Voice::new(channel, Box::new(Silence::new(device)), device.rate).ok()
+    };
+    let track = match Track::open(&config.track_dir) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("track {}: {e}", config.track_dir.display()));
+            let channels: Vec<usize> = match config.stem {
+                StemChoice::Index(i) => vec![i],
+                _ => vec![0],
+            };
+            return (
+                None,
+                Vec::new(),
+                channels.into_iter().filter_map(silent).collect(),
+            );
+        }
+    };
+    let chosen: Vec<usize> = match &config.stem {
+        StemChoice::All => (0..track.stems().len()).collect(),
+        other => match track.pick(other) {
+            Ok(super::track::Selection::One(i, _)) => vec![i],
+            Ok(super::track::Selection::All(_)) => (0..track.stems().len()).collect(),
+            Err(e) => {
+                problems.push(format!("{e}"));
+                Vec::new()
+            }
+        },
+    };
+    let mut names = Vec::new();
+    let mut voices = Vec::new();
+    for i in chosen {
+        let stem = &track.stems()[i];
+        names.push(stem.name.clone());
+        let source: Box<dyn AudioSource> = match StemDecoder::open(&stem.path) {
+            Ok(d) => Box::new(d),
+            Err(e) => {
+                problems.push(format!("stem {}: {e}", stem.name));
+                Box::new(Silence::new(device))
+            }
+        };
+        match Voice::new(i, source, device.rate) {
+            Ok(v) => voices.push(v),
+            Err(e) => {
+                problems.push(format!("stem {}: {e}", stem.name));
+                voices.extend(silent(i));
+            }
+        }
+    }
+    if voices.is_empty() {
+        voices.extend(silent(0));
+    }
+    (Some(track.title().to_owned()), names, voices)
+}
+
+/// The track folder to play: `track` (a folder name inside `media_dir`, or
+/// a path), else `media_dir` itself if it holds stems, else the first
+/// folder of `media_dir` (in name order) that is a track.
+///
+/// # Errors
+/// Nothing playable was found; the message says where it looked.
+pub fn find_track(media_dir: &Path, track: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(t) = track {
+        let p = Path::new(t);
+        let dir = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            media_dir.join(p)
+        };
+        return Ok(dir);
+    }
+    if Track::open(media_dir).is_ok() {
+        return Ok(media_dir.to_path_buf());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(media_dir)
+        .map_err(|e| {
+            format!(
+                "cannot read the media directory {}: {e}",
+                media_dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .find(|d| Track::open(d).is_ok())
+        .ok_or_else(|| format!("no track (a folder of stems) in {}", media_dir.display()))
+}

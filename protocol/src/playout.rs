@@ -1,0 +1,480 @@
+//! Where a speaker's audio should be, frame by frame: the per-node side of
+//! playback timing, as pure functions.
+//!
+//! The agreed state ([`Transport`]) says, to the whole frame, where a channel
+//! is at any mesh instant. A player needs three things more, computed here
+//! so they are tested without a sound card:
+//!
+//! - [`Schedule`]: the state that holds at each instant. Decisions arrive
+//!   ahead of their `apply_at`, and the player renders audio ahead of the
+//!   DAC, so it must know the old state until the new one takes effect.
+//! - [`exact_position`]: sub-frame positions, to steer a resampler.
+//! - [`EmissionFit`]: when each of the DAC's frames is heard, fitted from
+//!   (frames written − device delay, local time) observations.
+//!
+//! None of this is agreed between members: each node computes it for its own
+//! device, so floating point is allowed here (the agreed integer math stays
+//! in [`crate::transport`]). Instants are `f64` nanoseconds of mesh or local
+//! time: exact to a nanosecond for over a hundred days of uptime.
+
+use std::collections::VecDeque;
+
+use crate::time::{MeshTime, NANOS_PER_SEC};
+use crate::transport::{ChannelState, TIMELINE_RATE, Transport};
+
+/// States kept in a [`Schedule`]: decisions are at most a few rounds ahead,
+/// so this many cover every pending one with room to spare.
+pub const SCHEDULE_CAPACITY: usize = 32;
+
+/// Timeline frames per nanosecond.
+const FRAMES_PER_NS: f64 = TIMELINE_RATE as f64 / NANOS_PER_SEC as f64;
+
+/// Position of `channel` at mesh instant `t` (ns), in fractional timeline
+/// frames: the anchor math of [`ChannelState::position_at`] without its
+/// rounding. Negative when a playing channel is asked for an instant before
+/// it reached frame 0.
+#[must_use]
+pub fn exact_position(channel: &ChannelState, t: f64) -> f64 {
+    let anchor = channel.anchor_pos.0 as f64;
+    if channel.playing {
+        anchor + (t - channel.anchor_at.0 as f64) * FRAMES_PER_NS
+    } else {
+        anchor
+    }
+}
+
+/// How a channel's sound changes when `after` replaces `before` at mesh
+/// instant `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The same sound continues (perhaps at another gain).
+    Continues,
+    /// Sound starts where there was silence (play, or a seek while paused
+    /// followed by play).
+    Starts,
+    /// Sound stops (pause).
+    Stops,
+    /// Sound jumps elsewhere in the track (a seek while playing).
+    Jumps,
+}
+
+/// Classifies the change of one channel at `at` (see [`Change`]). A jump of
+/// less than half a frame is no jump: it is the anchor's rounding.
+#[must_use]
+pub fn change_at(before: &ChannelState, after: &ChannelState, at: f64) -> Change {
+    match (before.playing, after.playing) {
+        (false, false) => Change::Continues,
+        (false, true) => Change::Starts,
+        (true, false) => Change::Stops,
+        (true, true) => {
+            let jump = exact_position(after, at) - exact_position(before, at);
+            if jump.abs() > 0.5 {
+                Change::Jumps
+            } else {
+                Change::Continues
+            }
+        }
+    }
+}
+
+/// The transport states a node knows, each with the mesh instant from which
+/// it holds.
+#[derive(Clone, Debug, Default)]
+pub struct Schedule {
+    /// Ordered by instant, strictly increasing.
+    states: VecDeque<(f64, Transport)>,
+}
+
+impl Schedule {
+    /// No state known yet.
+    #[must_use]
+    pub fn new() -> Schedule {
+        Schedule::default()
+    }
+
+    /// Whether nothing is known yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// A decision: `transport` holds from `from` on. A decision for an
+    /// instant at or before a later-known one replaces those (a state only
+    /// ever follows from the states before it, so a later instant cannot
+    /// have been decided first unless the room's history was replaced).
+    pub fn decided(&mut self, from: MeshTime, transport: Transport) {
+        let from = from.0 as f64;
+        while self.states.back().is_some_and(|(t, _)| *t >= from) {
+            self.states.pop_back();
+        }
+        if self.states.len() == SCHEDULE_CAPACITY {
+            self.states.pop_front();
+        }
+        self.states.push_back((from, transport));
+    }
+
+    /// The whole state was replaced (joining a room, or catching up from a
+    /// snapshot): `transport` holds from now on, whatever was scheduled.
+    pub fn replaced(&mut self, transport: Transport) {
+        self.states.clear();
+        self.states.push_back((f64::NEG_INFINITY, transport));
+    }
+
+    /// The state at mesh instant `t`: the newest one from at or before `t`,
+    /// else the oldest known (nothing older is known).
+    #[must_use]
+    pub fn at(&self, t: f64) -> Option<&Transport> {
+        let i = self.states.partition_point(|(from, _)| *from <= t);
+        self.states.get(i.saturating_sub(1)).map(|(_, s)| s)
+    }
+
+    /// The first instant after `t` at which another state takes over.
+    #[must_use]
+    pub fn next_change_after(&self, t: f64) -> Option<f64> {
+        let i = self.states.partition_point(|(from, _)| *from <= t);
+        self.states.get(i).map(|(from, _)| *from)
+    }
+
+    /// Forgets states replaced before mesh instant `t`.
+    pub fn forget_before(&mut self, t: f64) {
+        while self.states.len() > 1 && self.states[1].0 <= t {
+            self.states.pop_front();
+        }
+    }
+}
+
+/// Observations a fit needs before it trusts its own slope over the
+/// nominal rate, and the span they must cover (ns).
+const MIN_SLOPE_POINTS: usize = 16;
+const MIN_SLOPE_SPAN_NS: f64 = 500_000_000.0;
+
+/// Residual beyond which an observation is dropped from the fit as late
+/// (its thread was preempted between reading the delay and the clock).
+const OUTLIER_NS: f64 = 150_000.0;
+
+/// When each of a DAC's frames is emitted, on the node's local clock.
+///
+/// Fed with observations "frame `f` was at the DAC at local time `t`"
+/// (the output thread's frames written minus the device's delay, and the
+/// time it read them), it fits the line `t = t0 + (f − f0) · ns_per_frame`
+/// by least squares over a sliding window, after dropping observations
+/// that lie far above the line, then places it along the lower edge of the
+/// cloud: preemption makes observations late, never early. The slope is the DAC's true rate against the local clock: the
+/// drift between crystals that the player must follow. Until the window
+/// spans half a second the slope is the last one known (else nominal).
+#[derive(Clone, Debug)]
+pub struct EmissionFit {
+    points: VecDeque<(u64, u64)>,
+    window: usize,
+    nominal_ns_per_frame: f64,
+    /// Slope used while the window is short.
+    prior_ns_per_frame: f64,
+    line: Option<Line>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Line {
+    f0: u64,
+    t0: f64,
+    ns_per_frame: f64,
+}
+
+impl EmissionFit {
+    /// A fit for a DAC running nominally at `rate` frames per second,
+    /// over the last `window` observations (at least 2).
+    #[must_use]
+    pub fn new(rate: u32, window: usize) -> EmissionFit {
+        let nominal = NANOS_PER_SEC as f64 / f64::from(rate.max(1));
+        EmissionFit {
+            points: VecDeque::with_capacity(window.max(2)),
+            window: window.max(2),
+            nominal_ns_per_frame: nominal,
+            prior_ns_per_frame: nominal,
+            line: None,
+        }
+    }
+
+    /// Records that frame `frame` was at the DAC at local time `t_ns`.
+    /// Ignored unless the frame advanced since the last observation: a
+    /// device that is not yet (or no longer) running emits nothing.
+    pub fn observe(&mut self, frame: u64, t_ns: u64) {
+        if let Some(&(f, t)) = self.points.back()
+            && (frame <= f || t_ns <= t)
+        {
+            return;
+        }
+        if self.points.len() == self.window {
+            self.points.pop_front();
+        }
+        self.points.push_back((frame, t_ns));
+        self.line = self.fit();
+    }
+
+    /// Forgets the observations (after an xrun the device restarted, so the
+    /// old line no longer holds) but keeps the measured rate.
+    pub fn reset(&mut self) {
+        if let Some(l) = self.line {
+            self.prior_ns_per_frame = l.ns_per_frame;
+        }
+        self.points.clear();
+        self.line = None;
+    }
+
+    /// Local time (ns) at which frame `frame` is emitted, once observed.
+    #[must_use]
+    pub fn local_time_of(&self, frame: u64) -> Option<f64> {
+        self.line
+            .map(|l| l.t0 + (frame as f64 - l.f0 as f64) * l.ns_per_frame)
+    }
+
+    /// Nanoseconds per frame now assumed.
+    #[must_use]
+    pub fn ns_per_frame(&self) -> f64 {
+        self.line
+            .map_or(self.prior_ns_per_frame, |l| l.ns_per_frame)
+    }
+
+    /// How much faster than nominal the DAC runs against the local clock,
+    /// in ppm (positive: more frames per local second).
+    #[must_use]
+    pub fn rate_error_ppm(&self) -> f64 {
+        (self.nominal_ns_per_frame / self.ns_per_frame() - 1.0) * 1e6
+    }
+
+    /// Observations in the window.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Whether no observation is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    fn fit(&self) -> Option<Line> {
+        let &(f0, t0) = self.points.front()?;
+        let &(_, t_last) = self.points.back()?;
+        let rel = |&(f, t): &(u64, u64)| ((f - f0) as f64, (t - t0) as f64);
+        let span = (t_last - t0) as f64;
+        let slope_known = self.points.len() >= MIN_SLOPE_POINTS && span >= MIN_SLOPE_SPAN_NS;
+        let first = self.solve(self.points.iter().map(rel), slope_known, None)?;
+        // Second pass without the very late observations.
+        let kept = self
+            .points
+            .iter()
+            .map(rel)
+            .filter(|&(x, y)| y - (first.0 + first.1 * x) < OUTLIER_NS);
+        let (a, b) = self.solve(kept, slope_known, None).unwrap_or(first);
+        // Lateness only ever adds, so the truth is the lower edge of the
+        // cloud: place the line through the observations below it, keeping
+        // its slope (jitter that does not trend does not bias a slope).
+        let mut a = a;
+        for _ in 0..2 {
+            let below = self
+                .points
+                .iter()
+                .map(rel)
+                .filter(|&(x, y)| y - (a + b * x) <= 0.0);
+            a = self.solve(below, slope_known, Some(b)).map_or(a, |l| l.0);
+        }
+        Some(Line {
+            f0,
+            t0: t0 as f64 + a,
+            ns_per_frame: b,
+        })
+    }
+
+    /// Least squares `y = a + b·x`; with `free_slope` false, `b` is the
+    /// prior (or `slope`, if given) and only `a` is fitted.
+    fn solve(
+        &self,
+        pts: impl Iterator<Item = (f64, f64)>,
+        free_slope: bool,
+        slope: Option<f64>,
+    ) -> Option<(f64, f64)> {
+        let (mut n, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (x, y) in pts {
+            n += 1.0;
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        if n == 0.0 {
+            return None;
+        }
+        let mx = sx / n;
+        let my = sy / n;
+        let var = sxx / n - mx * mx;
+        let b = match slope {
+            Some(b) => b,
+            None if free_slope && var > 0.0 => (sxy / n - mx * my) / var,
+            None => self.prior_ns_per_frame,
+        };
+        // A slope more than 1 % off nominal is no crystal: keep the prior.
+        let b = if (b / self.nominal_ns_per_frame - 1.0).abs() > 0.01 {
+            self.prior_ns_per_frame
+        } else {
+            b
+        };
+        Some((my - b * mx, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Frames, Gain};
+
+    fn playing(pos: u64, at: u64) -> ChannelState {
+        ChannelState {
+            playing: true,
+            anchor_pos: Frames(pos),
+            anchor_at: MeshTime(at),
+            gain: Gain(100),
+        }
+    }
+
+    fn paused(pos: u64) -> ChannelState {
+        ChannelState {
+            playing: false,
+            ..playing(pos, 0)
+        }
+    }
+
+    fn transport(c: ChannelState) -> Transport {
+        let mut t = Transport::new(1, MeshTime(0), Gain(100));
+        t.channels[0] = c;
+        t
+    }
+
+    #[test]
+    fn exact_position_extends_the_integer_math() {
+        let c = playing(48_000, 1_000_000_000);
+        for t in [
+            0u64,
+            999_999_999,
+            1_000_000_000,
+            1_000_020_833,
+            7_123_456_789,
+        ] {
+            let exact = exact_position(&c, t as f64);
+            let whole = c.position_at(MeshTime(t)).0 as f64;
+            assert!(
+                exact >= whole && exact < whole + 1.0,
+                "{t}: {exact} vs {whole}"
+            );
+        }
+        assert_eq!(exact_position(&paused(5), 1e12), 5.0);
+        assert!(exact_position(&playing(0, 1_000_000_000), 0.0) < 0.0);
+    }
+
+    #[test]
+    fn changes_are_classified() {
+        let at = 2e9;
+        let p = playing(0, 1_000_000_000);
+        assert_eq!(change_at(&p, &p, at), Change::Continues);
+        assert_eq!(change_at(&paused(3), &paused(9), at), Change::Continues);
+        assert_eq!(change_at(&paused(3), &p, at), Change::Starts);
+        assert_eq!(change_at(&p, &paused(48_000), at), Change::Stops);
+        // Re-anchored at the same place (rounding): continues.
+        assert_eq!(
+            change_at(&p, &playing(48_000, 2_000_000_000), at),
+            Change::Continues
+        );
+        assert_eq!(
+            change_at(&p, &playing(96_000, 2_000_000_000), at),
+            Change::Jumps
+        );
+    }
+
+    #[test]
+    fn schedule_holds_each_state_from_its_instant() {
+        let mut s = Schedule::new();
+        assert!(s.at(0.0).is_none());
+        s.replaced(transport(paused(0)));
+        s.decided(MeshTime(1_000), transport(playing(0, 1_000)));
+        s.decided(MeshTime(2_000), transport(paused(48)));
+        assert!(!s.at(999.0).expect("known").channels[0].playing);
+        assert!(s.at(1_000.0).expect("known").channels[0].playing);
+        assert!(s.at(1_999.9).expect("known").channels[0].playing);
+        assert!(!s.at(2_000.0).expect("known").channels[0].playing);
+        assert_eq!(s.next_change_after(500.0), Some(1_000.0));
+        assert_eq!(s.next_change_after(1_000.0), Some(2_000.0));
+        assert_eq!(s.next_change_after(2_000.0), None);
+        s.forget_before(1_500.0);
+        assert!(s.at(0.0).expect("known").channels[0].playing);
+        // A decision for an earlier instant replaces later ones.
+        s.decided(MeshTime(1_500), transport(paused(7)));
+        assert_eq!(s.next_change_after(1_000.0), Some(1_500.0));
+        assert_eq!(s.next_change_after(1_500.0), None);
+        // Replaced: holds for every instant.
+        s.replaced(transport(paused(1)));
+        assert_eq!(s.at(-1e9).expect("known").channels[0].anchor_pos, Frames(1));
+    }
+
+    #[test]
+    fn schedule_is_bounded() {
+        let mut s = Schedule::new();
+        for i in 0..100u64 {
+            s.decided(MeshTime(i), transport(paused(i)));
+        }
+        assert_eq!(s.states.len(), SCHEDULE_CAPACITY);
+        assert_eq!(s.at(1e9).expect("known").channels[0].anchor_pos, Frames(99));
+    }
+
+    /// A DAC at `ppm` observed every 256 frames with deterministic jitter
+    /// and occasional large late outliers: the fit recovers its line.
+    #[test]
+    fn fit_recovers_rate_and_phase_despite_late_observations() {
+        for ppm in [-150.0, 0.0, 200.0] {
+            let ns_per_frame = 1e9 / (48_000.0 * (1.0 + ppm * 1e-6));
+            let mut fit = EmissionFit::new(48_000, 512);
+            let t_start = 5_000_000_000_000.0;
+            let mut seed = 0x1234_5678u64;
+            for k in 0..2_000u64 {
+                let f = 10_000 + k * 256;
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let jitter = (seed >> 40) as f64 / (1u64 << 24) as f64 * 20_000.0; // 0–20 µs late
+                let late = if k % 37 == 0 { 2_000_000.0 } else { 0.0 };
+                let t = t_start + f as f64 * ns_per_frame + jitter + late;
+                fit.observe(f, t as u64);
+            }
+            let f = 10_000 + 2_100 * 256;
+            let truth = t_start + f as f64 * ns_per_frame;
+            let got = fit.local_time_of(f).expect("fitted");
+            // Jitter is 0–20 µs late: the line follows its lower edge.
+            assert!((got - truth).abs() < 6_000.0, "{ppm}: {}", got - truth);
+            assert!(
+                (fit.rate_error_ppm() - ppm).abs() < 1.0,
+                "{}",
+                fit.rate_error_ppm()
+            );
+        }
+    }
+
+    #[test]
+    fn fit_ignores_a_stalled_device_and_keeps_its_rate_across_reset() {
+        let mut fit = EmissionFit::new(48_000, 64);
+        assert!(fit.local_time_of(0).is_none());
+        // Not running: the frame does not advance.
+        fit.observe(0, 1_000);
+        fit.observe(0, 2_000_000);
+        assert_eq!(fit.len(), 1);
+        let npf = 1e9 / (48_000.0 * 1.0001);
+        for k in 1..200u64 {
+            fit.observe(k * 480, (2_000_000.0 + k as f64 * 480.0 * npf) as u64);
+        }
+        assert!((fit.rate_error_ppm() - 100.0).abs() < 0.5);
+        fit.reset();
+        assert!(fit.is_empty() && fit.local_time_of(0).is_none());
+        assert!((fit.rate_error_ppm() - 100.0).abs() < 0.5);
+        fit.observe(1_000_000, 9_000_000_000);
+        let t = fit
+            .local_time_of(1_048_000)
+            .expect("one point and the prior");
+        assert!((t - 9_000_000_000.0 - 48_000.0 * npf).abs() < 1.0);
+    }
+}
