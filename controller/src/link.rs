@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use autoharmonize_node::discovery::{Discovery, DiscoveryConfig, PeerEvent};
-use autoharmonize_node::mesh::{self, AudioHealth, Mesh, MeshSetup, PeerAddr};
+use autoharmonize_node::discovery::{Discovery, DiscoveryConfig};
+use autoharmonize_node::mesh::{self, AudioHealth, Mesh, MeshSetup};
 use autoharmonize_node::status::{Command, NodeStatus};
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::member::CastError;
@@ -161,20 +161,7 @@ impl Link {
             None
         };
         if let Some(d) = discovery.clone() {
-            tokio::spawn(async move {
-                while let Some(PeerEvent::Seen { id, addrs, .. }) = d.next_event().await {
-                    let best = addrs
-                        .iter()
-                        .find(|a| a.is_ipv4())
-                        .or(addrs.first())
-                        .copied();
-                    if let Some(addr) = best
-                        && discovered_tx.send(PeerAddr { id, addr }).await.is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+            tokio::spawn(autoharmonize_node::discovery::feed_mesh(d, discovered_tx));
         }
         let (stop, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

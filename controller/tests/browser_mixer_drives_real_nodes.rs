@@ -18,6 +18,15 @@ use serde_json::Value;
 use support::webdriver::{self, Browser};
 use support::{LoopRoom, Mixer, wait_for};
 
+/// Whether `holds` is true of every node's channel list.
+fn on_every_node(room: &LoopRoom, holds: impl Fn(&[Value]) -> bool) -> bool {
+    (0..room.len()).all(|i| {
+        room.status(i)
+            .and_then(|s| s["channels"].as_array().map(|c| holds(c)))
+            .unwrap_or(false)
+    })
+}
+
 fn prerequisites() -> bool {
     match webdriver::available() {
         Ok(()) => true,
@@ -114,15 +123,7 @@ fn the_mixer_in_chromium_drives_real_nodes() {
         .expect("All's play button");
     b.click(&play);
     let everywhere = wait_for(Duration::from_secs(3), || {
-        (0..3).all(|i| {
-            room.status(i)
-                .and_then(|s| {
-                    s["channels"]
-                        .as_array()
-                        .map(|c| c.iter().all(|c| c["playing"] == true))
-                })
-                .unwrap_or(false)
-        })
+        on_every_node(&room, |c| c.iter().all(|c| c["playing"] == true))
     });
     assert!(everywhere, "play was not applied on every node");
     assert!(
@@ -148,10 +149,7 @@ fn the_mixer_in_chromium_drives_real_nodes() {
     let gain = sent["gain"].as_u64().expect("gain sent");
     assert_ne!(gain, before, "the drag moved the slider");
     let everywhere = wait_for(Duration::from_secs(3), || {
-        (0..3).all(|i| {
-            room.status(i)
-                .is_some_and(|s| s["channels"][1]["gain"] == gain)
-        })
+        on_every_node(&room, |c| c.get(1).is_some_and(|c| c["gain"] == gain))
     });
     assert!(everywhere, "volume {gain} was not applied on every node");
     assert!(
@@ -173,15 +171,7 @@ fn the_mixer_in_chromium_drives_real_nodes() {
     let ms = sent["ms"].as_u64().expect("ms sent");
     let frames = ms * 48;
     let everywhere = wait_for(Duration::from_secs(3), || {
-        (0..3).all(|i| {
-            room.status(i)
-                .and_then(|s| {
-                    s["channels"]
-                        .as_array()
-                        .map(|c| c.iter().all(|c| c["anchor_pos"] == frames))
-                })
-                .unwrap_or(false)
-        })
+        on_every_node(&room, |c| c.iter().all(|c| c["anchor_pos"] == frames))
     });
     assert!(everywhere, "seek to {ms} ms was not applied on every node");
     assert!(

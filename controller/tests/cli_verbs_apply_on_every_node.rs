@@ -90,6 +90,50 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
     );
     assert!(listing.contains("(me)"), "the controller lists itself");
 
+    // Two controllers seek channel 3 at the same moment: both return
+    // applied, the nodes agree on one of the targets, and a controller
+    // whose target lost says the room decided otherwise.
+    let spawn = |to: &str| {
+        std::process::Command::new(support::controller_bin())
+            .arg("--secret-file")
+            .arg(room.secret(false))
+            .args(["--no-mdns", "--bind", "127.0.0.1:0"])
+            .args(room.peer_args())
+            .args(["seek", "3", to])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("controller runs")
+    };
+    let (a, b) = (spawn("0:20"), spawn("0:40"));
+    let (a, b) = (
+        a.wait_with_output().expect("first controller"),
+        b.wait_with_output().expect("second controller"),
+    );
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+    let anchors: Vec<u64> = (0..room.len())
+        .map(|i| {
+            room.status(i).expect("status")["channels"][3]["anchor_pos"]
+                .as_u64()
+                .expect("anchor")
+        })
+        .collect();
+    assert!(anchors.windows(2).all(|w| w[0] == w[1]), "{anchors:?}");
+    assert!(
+        anchors[0] == 48_000 * 20 || anchors[0] == 48_000 * 40,
+        "{anchors:?}"
+    );
+    let winner = anchors[0] / 48_000;
+    for (out, target) in [(&a, 20), (&b, 40)] {
+        let said = text(out);
+        assert_eq!(
+            said.contains("decided otherwise"),
+            target != winner && said.contains(&format!("0:{winner}")),
+            "target 0:{target}, room at 0:{winner}: {said}"
+        );
+    }
+
     // Bad input: exit 2 with a reason, and nothing changes on the nodes.
     let before = room.status(0).expect("status")["channels"].clone();
     for (args, says) in [
@@ -117,7 +161,7 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
     let out = controller_with_secret(&room, true, &["--wait", "2", "--bind", &bind, "status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("wrong secret"), "{}", text(&out));
-    let out = std::process::Command::new(support::CONTROLLER)
+    let out = std::process::Command::new(support::controller_bin())
         .args(["--secret-file"])
         .arg(room.secret(false))
         .args(["--no-mdns", "--bind", "127.0.0.1:0", "--wait", "1"])

@@ -115,6 +115,31 @@ impl DiscoveryConfig {
     }
 }
 
+/// Feeds what `discovery` finds to the mesh loop (the `discovered` channel
+/// of `Mesh::run`): one address per member, IPv4 first (the mesh socket's
+/// usual family), until the mesh stops listening. Spawn it on the mesh's
+/// runtime.
+pub async fn feed_mesh(
+    discovery: Arc<Discovery>,
+    to_mesh: tokio::sync::mpsc::Sender<crate::mesh::PeerAddr>,
+) {
+    while let Some(PeerEvent::Seen { id, addrs, .. }) = discovery.next_event().await {
+        let best = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied();
+        if let Some(addr) = best
+            && to_mesh
+                .send(crate::mesh::PeerAddr { id, addr })
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+}
+
 /// The `ch` TXT value for a channel: `all`, the stem number, or its name.
 #[must_use]
 pub fn channel_txt(channel: &ChannelSpec) -> String {

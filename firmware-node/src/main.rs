@@ -8,8 +8,8 @@ use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
 use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
-use autoharmonize_node::discovery::{Discovery, DiscoveryConfig, PeerEvent};
-use autoharmonize_node::mesh::{self, Mesh, MeshSetup, PeerAddr};
+use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
+use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
 use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
@@ -137,21 +137,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             None
         };
         if let Some(d) = discovery.clone() {
-            tokio::spawn(async move {
-                while let Some(PeerEvent::Seen { id, addrs, .. }) = d.next_event().await {
-                    // One address per member: prefer IPv4, the mesh socket's family.
-                    let best = addrs
-                        .iter()
-                        .find(|a| a.is_ipv4())
-                        .or(addrs.first())
-                        .copied();
-                    if let Some(addr) = best
-                        && discovered_tx.send(PeerAddr { id, addr }).await.is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+            tokio::spawn(discovery::feed_mesh(d, discovered_tx));
         }
         tokio::spawn(async move {
             if let Err(e) = status::serve(listener, status_rx, commands_tx).await {

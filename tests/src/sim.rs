@@ -342,6 +342,12 @@ impl Sim {
         self.nodes[i].member.as_ref()
     }
 
+    /// The member of process `i`, mutably (to feed it what a shell would,
+    /// such as audio health), if it runs.
+    pub fn member_mut(&mut self, i: usize) -> Option<&mut Member> {
+        self.nodes[i].member.as_mut()
+    }
+
     /// Member id of process `i`.
     #[must_use]
     pub fn id(&self, i: usize) -> MemberId {

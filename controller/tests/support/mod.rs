@@ -16,38 +16,50 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The controller binary under test.
-pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_autoharmonize");
+/// Where cargo puts binaries for this build (`target/<profile>`): an
+/// integration test runs from `target/<profile>/deps`, an example from
+/// `target/<profile>/examples`.
+fn profile_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/<kind>")
+        .to_path_buf()
+}
 
-/// The node binary: built next to the controller's (a dependency's binary
-/// is not built by `cargo test -p autoharmonize-controller`, so build it
-/// once; a no-op when it is fresh).
-pub fn node_bin() -> PathBuf {
+/// `cargo build`s one binary of this workspace for the current profile
+/// (a no-op when fresh) and returns its path: `cargo test -p` and
+/// `cargo run --example` build no other package's binaries.
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", package, "--bin", bin]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    eprintln!("building {bin}: {cmd:?}");
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building {bin} failed");
+    dir.join(bin)
+}
+
+/// The controller binary under test.
+pub fn controller_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(CONTROLLER)
-            .parent()
-            .expect("the binary has a directory")
-            .to_path_buf();
-        let profile_release = dir.ends_with("release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "autoharmonize-node",
-            "--bin",
-            "autoharmonize-node",
-        ]);
-        if profile_release {
-            cmd.arg("--release");
-        }
-        eprintln!("building autoharmonize-node for the controller tests: {cmd:?}");
-        let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building autoharmonize-node failed");
-        dir.join("autoharmonize-node")
+    BIN.get_or_init(|| match option_env!("CARGO_BIN_EXE_autoharmonize") {
+        Some(p) => PathBuf::from(p),
+        None => build_bin("autoharmonize-controller", "autoharmonize"),
     })
     .clone()
+}
+
+/// The node binary, built for the controller tests.
+pub fn node_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("autoharmonize-node", "autoharmonize-node"))
+        .clone()
 }
 
 /// A free port on loopback (UDP and TCP checked separately by the caller's
@@ -382,7 +394,7 @@ pub fn controller(room: &LoopRoom, args: &[&str]) -> Output {
 
 /// Like [`controller`], with the wrong secret if `wrong`.
 pub fn controller_with_secret(room: &LoopRoom, wrong: bool, args: &[&str]) -> Output {
-    let mut cmd = Command::new(CONTROLLER);
+    let mut cmd = Command::new(controller_bin());
     cmd.arg("--secret-file")
         .arg(room.secret(wrong))
         .arg("--no-mdns")
@@ -415,7 +427,7 @@ impl Mixer {
         let listen = listen.map_or_else(|| format!("127.0.0.1:{port}"), |l| format!("{l}:{port}"));
         let out = room.dir.path().join(format!("mixer{port}.out"));
         let file = std::fs::File::create(&out).expect("mixer output");
-        let child = Command::new(CONTROLLER)
+        let child = Command::new(controller_bin())
             .arg("--secret-file")
             .arg(room.secret(false))
             .arg("--no-mdns")
