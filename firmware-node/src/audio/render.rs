@@ -92,6 +92,21 @@ impl ChannelMap {
         }
     }
 
+    /// Adds the frames of `src` (`src_ch` channels each) times `gain` into
+    /// `dst` (`dst_ch` channels each): [`ChannelMap::mix`] for a block, with
+    /// a tight loop for the common stereo-to-stereo case.
+    fn mix_block(self, src: &[f32], src_ch: usize, dst: &mut [f32], dst_ch: usize, gain: f32) {
+        if self == ChannelMap::Stereo && src_ch == dst_ch {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s * gain;
+            }
+            return;
+        }
+        for (frame, d) in src.chunks_exact(src_ch).zip(dst.chunks_exact_mut(dst_ch)) {
+            self.mix(frame, d, gain);
+        }
+    }
+
     /// Adds frame `src` (`src.len()` channels) times `gain` into `dst`.
     fn mix(self, src: &[f32], dst: &mut [f32], gain: f32) {
         let last = src.len().saturating_sub(1);
@@ -602,6 +617,18 @@ fn render_voice(
 
     let ramp_step = 1.0 / ctx.ramp;
     let src = &v.output[..len * v.src_ch];
+    let steady = !v.fading
+        && v.env == 1.0
+        && v.gain == target_gain
+        && ends_in.is_none_or(|d| d >= len as f32 + ctx.ramp);
+    if steady {
+        // Nothing ramps in this block (the usual case): one gain for all.
+        let g = v.gain * ctx.mix_gain;
+        if g != 0.0 {
+            ctx.map.mix_block(src, v.src_ch, out, ctx.out_ch, g);
+        }
+        return Ok(report);
+    }
     for (i, (frame, dst)) in src
         .chunks_exact(v.src_ch)
         .zip(out.chunks_exact_mut(ctx.out_ch))
@@ -753,6 +780,19 @@ mod tests {
         let mut d = [0.0f32; 2];
         ChannelMap::Stereo.mix(&[0.5], &mut d, 1.0);
         assert_eq!(d, [0.5, 0.5]);
+        // A block mixes as its frames would, one by one.
+        for map in [ChannelMap::Stereo, ChannelMap::Mono, ChannelMap::Right] {
+            for src_ch in [1usize, 2] {
+                let src: Vec<f32> = (0..8 * src_ch).map(|i| i as f32 * 0.01).collect();
+                let mut block = vec![0.1f32; 16];
+                map.mix_block(&src, src_ch, &mut block, 2, 0.5);
+                let mut frames = vec![0.1f32; 16];
+                for (f, d) in src.chunks_exact(src_ch).zip(frames.chunks_exact_mut(2)) {
+                    map.mix(f, d, 0.5);
+                }
+                assert_eq!(block, frames, "{map:?} from {src_ch} channels");
+            }
+        }
         assert_eq!(ChannelMap::parse("mono"), Ok(ChannelMap::Mono));
         assert!(ChannelMap::parse("both").is_err());
     }
