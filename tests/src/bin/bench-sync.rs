@@ -20,6 +20,11 @@ struct Args {
     /// Seconds between seeks (a pause falls half-way between).
     #[arg(long, default_value_t = 60)]
     every: u64,
+    /// Threads that keep a core busy (ordinary priority) for the whole run:
+    /// `--busy-threads 1 --seconds 600` is the issue's soak (zero xruns
+    /// with the other core fully loaded).
+    #[arg(long, default_value_t = 0)]
+    busy_threads: usize,
     /// The node binary (default: autoharmonize-node next to this program).
     #[arg(long)]
     node: Option<PathBuf>,
@@ -43,7 +48,26 @@ fn main() -> Result<()> {
             bin.display()
         );
     }
-    let r = sync_run::run(&bin, args.seconds, args.every)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..args.busy_threads)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                }
+            })
+        })
+        .collect();
+    let r = sync_run::run(&bin, args.seconds, args.every);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in busy {
+        let _ = b.join();
+    }
+    let r = r?;
     let q = |v: &[f64], x| SyncReport::quantile(v, x);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -55,7 +79,7 @@ fn main() -> Result<()> {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let report = format!(
-        "Command: `cargo build --release -p autoharmonize-node && cargo run --release -p autoharmonize-tests --bin bench-sync -- --seconds {} --every {} --write docs/benchmarks.md` (as root)  \n\
+        "Command: `cargo build --release -p autoharmonize-node && cargo run --release -p autoharmonize-tests --bin bench-sync -- --seconds {} --every {} --busy-threads {} --write docs/benchmarks.md` (as root)  \n\
          Machine: {cpu}, {} cores, shared. Four node processes, one per network namespace, virtual DACs at {:?} ppm, node clocks skewed {:?} ppm and offset by seconds; a seek every {} s and a 1 s pause half-way between. Positions read from each DAC's record of the timecode it emitted (true emission time, 1 ms apart); the spread is max − min of the four positions at each instant all four were readable ({} of {} instants).\n\n\
          | figure | p50 | p99 | max | target |\n|---|---|---|---|---|\n\
          | inter-node sync error (spread of 4 nodes) | {:.1} µs | {:.1} µs | {:.1} µs | p99 ≤ 50 µs |\n\
@@ -63,6 +87,7 @@ fn main() -> Result<()> {
          Per node (xruns, underruns, re-cues, changes learnt late): {:?}.\n",
         args.seconds,
         args.every,
+        args.busy_threads,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         DAC_PPM,
         CLOCK_SKEW_PPM,
