@@ -177,7 +177,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Length of the generated song in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(5..=1800))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(5..=600))]
     pub seconds: u32,
     /// Where the speakers' sound goes: `auto` (the default sound device if
     /// there is one, else WAV files), `wav` (a WAV file per speaker in the

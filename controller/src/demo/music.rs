@@ -176,27 +176,66 @@ fn triangle(phase: f32) -> f32 {
     1.0 - 4.0 * (phase - 0.5).abs()
 }
 
-/// Attack, then exponential decay toward `sustain`, then a linear release
-/// over the last `release` frames of `len`.
-fn envelope(
+/// An exponential decay from 1 with time constant `tau` frames, one
+/// multiplication a frame (an `exp` per frame made synthesis 3x slower).
+struct Decay {
+    v: f32,
+    k: f32,
+}
+
+impl Decay {
+    fn new(tau: f32) -> Decay {
+        Decay {
+            v: 1.0,
+            k: (-1.0 / tau.max(1.0)).exp(),
+        }
+    }
+
+    fn next(&mut self) -> f32 {
+        let v = self.v;
+        self.v *= self.k;
+        v
+    }
+}
+
+/// A note's loudness frame by frame: a linear attack, then an exponential
+/// decay toward `sustain`, then a linear release over the last `release`
+/// frames of `len`.
+struct Envelope {
     i: usize,
     len: usize,
     attack: usize,
-    decay_tau: f32,
     sustain: f32,
     release: usize,
-) -> f32 {
-    let a = if i < attack {
-        i as f32 / attack.max(1) as f32
-    } else {
-        let t = (i - attack) as f32;
-        sustain + (1.0 - sustain) * (-t / decay_tau.max(1.0)).exp()
-    };
-    let left = len.saturating_sub(i);
-    if left < release {
-        a * left as f32 / release.max(1) as f32
-    } else {
-        a
+    decay: Decay,
+}
+
+impl Envelope {
+    fn new(len: usize, attack: usize, decay_tau: f32, sustain: f32, release: usize) -> Envelope {
+        Envelope {
+            i: 0,
+            len,
+            attack,
+            sustain,
+            release,
+            decay: Decay::new(decay_tau),
+        }
+    }
+
+    fn next(&mut self) -> f32 {
+        let i = self.i;
+        self.i += 1;
+        let a = if i < self.attack {
+            i as f32 / self.attack as f32
+        } else {
+            self.sustain + (1.0 - self.sustain) * self.decay.next()
+        };
+        let left = self.len.saturating_sub(i);
+        if left < self.release {
+            a * left as f32 / self.release as f32
+        } else {
+            a
+        }
     }
 }
 
@@ -296,13 +335,17 @@ fn drums(song: &Song, grid: &Grid, out: &mut Stereo) {
         }
         for &s in &kicks {
             let mut phase = 0.0f32;
+            let (mut pitch, mut amp) = (Decay::new(ms(30.0)), Decay::new(ms(160.0)));
             out.add(grid.at(bar, s), grid.steps(4.0), 0.0, |i| {
-                let t = i as f32;
                 // Pitch falls from 150 Hz to 45 Hz: the thump.
-                let f = 45.0 + 105.0 * (-t / ms(30.0)).exp();
+                let f = 45.0 + 105.0 * pitch.next();
                 phase = (phase + f / RATE as f32).fract();
-                let click = if i < 48 { 0.3 * (1.0 - t / 48.0) } else { 0.0 };
-                (phase * TAU).sin() * (-t / ms(160.0)).exp() + click
+                let click = if i < 48 {
+                    0.3 * (1.0 - i as f32 / 48.0)
+                } else {
+                    0.0
+                };
+                (phase * TAU).sin() * amp.next() + click
             });
         }
         // Snare on two and four; a rising roll ends every fourth bar.
@@ -314,11 +357,11 @@ fn drums(song: &Song, grid: &Grid, out: &mut Stereo) {
             let mut hp = OnePole::new(1200.0);
             let mut phase = 0.0f32;
             let mut noise = Rng::new(song.seed, 100 + bar as u64 * 16 + s as u64);
-            out.add(grid.at(bar, s), grid.steps(3.0), 0.05, |i| {
-                let t = i as f32;
+            let (mut body, mut snap) = (Decay::new(ms(45.0)), Decay::new(ms(70.0)));
+            out.add(grid.at(bar, s), grid.steps(3.0), 0.05, |_| {
                 phase = (phase + 190.0 / RATE as f32).fract();
-                let tone = (phase * TAU).sin() * (-t / ms(45.0)).exp();
-                let rattle = hp.high(noise.noise()) * (-t / ms(70.0)).exp();
+                let tone = (phase * TAU).sin() * body.next();
+                let rattle = hp.high(noise.noise()) * snap.next();
                 vel * (0.5 * tone + 0.8 * rattle)
             });
         }
@@ -334,8 +377,9 @@ fn drums(song: &Song, grid: &Grid, out: &mut Stereo) {
             let vel = vel * (0.85 + 0.3 * rng.unit());
             let mut hp = OnePole::new(7000.0);
             let mut noise = Rng::new(song.seed, 10_000 + bar as u64 * 16 + s as u64);
-            out.add(grid.at(bar, s as f64), grid.steps(2.0), 0.35, |i| {
-                vel * hp.high(noise.noise()) * (-(i as f32) / ms(decay)).exp()
+            let mut amp = Decay::new(ms(decay));
+            out.add(grid.at(bar, s as f64), grid.steps(2.0), 0.35, |_| {
+                vel * hp.high(noise.noise()) * amp.next()
             });
         }
         // A soft crash opens every eighth bar.
@@ -343,8 +387,9 @@ fn drums(song: &Song, grid: &Grid, out: &mut Stereo) {
             let mut lp = OnePole::new(9000.0);
             let mut hp = OnePole::new(3000.0);
             let mut noise = Rng::new(song.seed, 1_000_000 + bar as u64);
-            out.add(grid.at(bar, 0.0), grid.steps(16.0), -0.4, |i| {
-                0.25 * hp.high(lp.low(noise.noise())) * (-(i as f32) / ms(700.0)).exp()
+            let mut amp = Decay::new(ms(700.0));
+            out.add(grid.at(bar, 0.0), grid.steps(16.0), -0.4, |_| {
+                0.25 * hp.high(lp.low(noise.noise())) * amp.next()
             });
         }
     }
@@ -368,13 +413,17 @@ fn bass(grid: &Grid, out: &mut Stereo) {
             let mut phase = 0.0f32;
             let mut sub = 0.0f32;
             let mut lp = OnePole::new(800.0);
+            let mut closing = Decay::new(2400.0);
+            let mut env = Envelope::new(len, 96, 6000.0, 0.7, 480);
             out.add(grid.at(bar, s), len, 0.0, |i| {
                 phase = (phase + f / RATE as f32).fract();
                 sub = (sub + hz(root) / RATE as f32).fract();
                 // The filter closes after the attack: a plucked sound.
-                lp.set(250.0 + 1200.0 * (-(i as f32) / 2400.0).exp());
-                let env = envelope(i, len, 96, 6000.0, 0.7, 480);
-                env * (0.6 * lp.low(saw(phase)) + 0.5 * (sub * TAU).sin())
+                let c = closing.next();
+                if i % 16 == 0 {
+                    lp.set(250.0 + 1200.0 * c);
+                }
+                env.next() * (0.6 * lp.low(saw(phase)) + 0.5 * (sub * TAU).sin())
             });
         }
     }
@@ -393,19 +442,20 @@ fn chords(grid: &Grid, out: &mut Stereo) {
                 let f = hz(tone) * 2f32.powf(detune / 1200.0);
                 let mut phase = 0.37 * (k as f32 + 1.0) + detune.signum() * 0.1;
                 let mut lp = OnePole::new(1800.0);
+                let mut env = Envelope::new(len, 1900, 30_000.0, 0.8, release);
                 out.add(grid.at(bar, 0.0), len, pan, |i| {
                     phase = (phase + f / RATE as f32).fract();
                     // Pumps in eighths: dips right after each eighth.
                     let pump = 0.65 + 0.35 * ((i as f32 % beat) / beat).min(1.0);
-                    let env = envelope(i, len, 1900, 30_000.0, 0.8, release);
-                    0.22 * env * pump * lp.low(saw(phase))
+                    0.22 * env.next() * pump * lp.low(saw(phase))
                 });
             }
             let f = hz(tone) * 2.0;
             let mut phase = 0.0f32;
-            out.add(grid.at(bar, 0.0), len, 0.0, |i| {
+            let mut env = Envelope::new(len, 1900, 30_000.0, 0.8, release);
+            out.add(grid.at(bar, 0.0), len, 0.0, |_| {
                 phase = (phase + f / RATE as f32).fract();
-                0.08 * envelope(i, len, 1900, 30_000.0, 0.8, release) * triangle(phase)
+                0.08 * env.next() * triangle(phase)
             });
         }
     }
@@ -457,6 +507,7 @@ fn lead(song: &Song, grid: &Grid, out: &mut Stereo) {
             let from = grid.at(bar, start);
             let mut phase = 0.0f32;
             let mut lp = OnePole::new(3500.0);
+            let mut env = Envelope::new(len, 400, 5000.0, 0.6, 2900);
             for (i, slot) in dry.iter_mut().skip(from).take(len).enumerate() {
                 let t = i as f32 / RATE as f32;
                 // Vibrato only after the note has settled.
@@ -469,7 +520,7 @@ fn lead(song: &Song, grid: &Grid, out: &mut Stereo) {
                 let x = phase * TAU;
                 // A hollow square-ish tone: odd harmonics.
                 let tone = x.sin() + (3.0 * x).sin() / 3.0 + (5.0 * x).sin() / 5.0;
-                *slot += 0.5 * envelope(i, len, 400, 5000.0, 0.6, 2900) * lp.low(tone);
+                *slot += 0.5 * env.next() * lp.low(tone);
             }
         }
     }
