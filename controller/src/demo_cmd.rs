@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use autoharmonize_controller::cli::{Cli, DemoArgs, exit};
 use autoharmonize_controller::demo::room::{self, AudioReport, Room};
 use autoharmonize_controller::demo::{self, Layout, NodePlan, Sink, music};
-use autoharmonize_controller::link::{Link, LinkConfig};
+use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
 use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::transport::Gain;
@@ -233,19 +233,22 @@ async fn run_room(
     .await
     .map_err(failed)?;
     link.joined().await.map_err(failed)?;
+    settle(&link, plans.len()).await;
     let gain = Gain::new(args.volume).unwrap_or(Gain::MAX);
-    link.act(Event::Volume {
+    let volume = Event::Volume {
         channel: Channel::All,
         gain,
-    })
-    .await
-    .map_err(|e| failed(format!("setting the volume: {e}")))?;
-    if !args.paused {
-        link.act(Event::Play {
-            channel: Channel::All,
-        })
+    };
+    act(&link, volume)
         .await
-        .map_err(|e| failed(format!("starting to play: {e}")))?;
+        .map_err(|e| failed(format!("setting the volume: {e}")))?;
+    if !args.paused {
+        let play = Event::Play {
+            channel: Channel::All,
+        };
+        act(&link, play)
+            .await
+            .map_err(|e| failed(format!("starting to play: {e}")))?;
     }
     describe(plans, room).await;
 
@@ -271,6 +274,40 @@ async fn run_room(
     );
     println!("Ctrl-C stops the mixer and every speaker.");
     Ok(Ending::Serving(link, mixer_address(args.listen)))
+}
+
+/// Waits (at most [`START_WITHIN`]) until the controller sees all
+/// `speakers` in a writable room: speakers that start together form the
+/// room over a few rounds, and a vote cast meanwhile may meet a read-only
+/// room. A speaker that never joins is reported by [`describe`], so this
+/// only waits.
+async fn settle(link: &Link, speakers: usize) {
+    let deadline = Instant::now() + START_WITHIN;
+    let mut status = link.subscribe();
+    while Instant::now() < deadline {
+        let st = link.status();
+        let in_view = st.view.iter().filter(|m| m.role == "speaker").count();
+        if st.writable && in_view >= speakers {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
+    }
+}
+
+/// [`Link::act`], tried again (three times, half a second apart) while
+/// the room is still settling: read-only, or the vote lost in a change.
+async fn act(link: &Link, event: Event) -> Result<(), LinkError> {
+    let mut tries = 0;
+    loop {
+        match link.act(event).await {
+            Ok(_) => return Ok(()),
+            Err(LinkError::ReadOnly | LinkError::Dropped | LinkError::Timeout(_)) if tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits until every speaker's status endpoint answers; a speaker that
@@ -337,7 +374,15 @@ async fn describe(plans: &[NodePlan], room: &Room) {
     }
     for (p, r) in silent {
         let why = match (&r.output, r.running) {
-            (None, _) => "its output did not open".to_owned(),
+            // The node says why in its log: "audio disabled: <cause>".
+            (None, _) => room::log_tail(&p.log, 200)
+                .iter()
+                .rev()
+                .find_map(|l| {
+                    l.split_once("audio disabled: ")
+                        .map(|(_, why)| why.to_owned())
+                })
+                .unwrap_or_else(|| "its output did not open".to_owned()),
             (Some(o), false) => format!("its output {o} is not running"),
             (Some(_), true) => r.problems.join("; "),
         };
@@ -390,7 +435,13 @@ fn recordings(plans: &[NodePlan]) {
     }
     println!("What the speakers played (WAV, 48 kHz stereo):");
     for path in wavs {
+        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
         let what = match hound::WavReader::open(path) {
+            // A speaker killed before closing its file leaves the header's
+            // length at zero; the samples are there all the same.
+            Ok(r) if r.duration() == 0 && bytes > 1024 => {
+                format!("{bytes} bytes, not closed: its speaker was killed")
+            }
             Ok(r) => {
                 let spec = r.spec();
                 format!(

@@ -81,7 +81,8 @@ impl Sink {
     #[must_use]
     pub fn arg(&self) -> String {
         match self {
-            Sink::Device(pcm) => pcm.clone(),
+            // Prefixed: a PCM named like another backend (`null`) is ALSA's.
+            Sink::Device(pcm) => format!("alsa:{pcm}"),
             Sink::Wav(p) => format!("wav:{}", p.display()),
             Sink::Other(o) => o.clone(),
         }
@@ -324,6 +325,9 @@ mod tests {
         assert_eq!(named("alsa"), Sink::Device("default".into()));
         assert_eq!(named("null"), Sink::Other("null".into()));
         assert_eq!(Sink::Wav(d.join("a.wav")).arg(), "wav:/tmp/d/a.wav");
+        assert_eq!(named("alsa:null").arg(), "alsa:null");
+        assert_eq!(named("null").arg(), "null");
+        assert_eq!(named("default").arg(), "alsa:default");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!
 //! Invariant: every child started here is owned by a [`Room`], and
 //! dropping the room stops every one still running; no exit path of the
-//! demo (error, panic, signal) leaves a node behind.
+//! demo (error, panic, signal) leaves a node behind. The one exception is a
+//! SIGKILL of the demo itself, which no process can handle: the nodes then
+//! run on, and the pids the demo printed are the ones to stop.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
