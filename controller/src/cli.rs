@@ -155,7 +155,9 @@ process per speaker on 127.0.0.1 with static peers (nothing is sent to the netwo
 each playing its stem, and joins them as a controller serving the web mixer. Sound goes to the \
 default sound device if this computer has one, else every speaker writes a WAV file into the \
 demo folder. Ctrl-C (or SIGTERM) stops the mixer and every speaker, and says where the files are.\n\n\
-The node binary is looked for next to this program, then on PATH."
+The node binary is looked for next to this program, then on PATH. The room options \
+(--secret-file, --peer, --no-mdns, --mdns-interface, --bind, --heartbeat-ms, --wait, --json) \
+are for the other commands: the demo makes its own room."
     )]
     Demo(DemoArgs),
 }

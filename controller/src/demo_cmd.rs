@@ -36,10 +36,19 @@ const MIXER_PORTS: std::ops::RangeInclusive<u16> = 8080..=8099;
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub(crate) fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
-    if cli.room.secret_file.is_some() || !cli.room.peers.is_empty() {
+    // The room options are global (they come before or after any verb);
+    // the demo makes its room itself, so one given here is a mistake.
+    let any_port = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    if cli.room.secret_file.is_some()
+        || !cli.room.peers.is_empty()
+        || !cli.room.mdns_interfaces.is_empty()
+        || cli.room.bind != any_port
+        || cli.json
+    {
         return Err(Failure::new(
             exit::USAGE,
-            "the demo makes its own room: --secret-file and --peer do not apply to it",
+            "the demo makes its own room: --secret-file, --peer, --mdns-interface, --bind \
+             and --json do not apply to it",
         ));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
