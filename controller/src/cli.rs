@@ -39,6 +39,7 @@ owns no speaker: it votes and observes, and the speakers never depend on it. Wit
 command it serves the web mixer on http://127.0.0.1:8080; the other commands act once \
 and return when the room has applied the decision.",
     after_long_help = "Examples:\n  \
+autoharmonize demo                                      # a room of 4 speakers on this computer\n  \
 autoharmonize --secret-file room.secret                 # web mixer on 127.0.0.1:8080\n  \
 autoharmonize --secret-file room.secret play\n  \
 autoharmonize --secret-file room.secret seek all 1:30\n  \
@@ -145,6 +146,57 @@ pub enum Verb {
         /// The track's id.
         track: String,
     },
+    /// Start a whole room on this computer: speakers playing a generated
+    /// song, and the mixer. Ctrl-C stops everything.
+    #[command(
+        long_about = "Start a whole room on this computer and open the mixer on it.\n\n\
+Synthesizes a song in four stems (drums, bass, chords, lead), starts one autoharmonize-node \
+process per speaker on 127.0.0.1 with static peers (nothing is sent to the network, no mDNS), \
+each playing its stem, and joins them as a controller serving the web mixer. Sound goes to the \
+default sound device if this computer has one, else every speaker writes a WAV file into the \
+demo folder. Ctrl-C (or SIGTERM) stops the mixer and every speaker, and says where the files are.\n\n\
+The node binary is looked for next to this program, then on PATH. The room options \
+(--secret-file, --peer, --no-mdns, --mdns-interface, --bind, --heartbeat-ms, --wait, --json) \
+are for the other commands: the demo makes its own room."
+    )]
+    Demo(DemoArgs),
+}
+
+/// Options of `autoharmonize demo`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// How many speakers (node processes). They play drums, bass, chords,
+    /// lead, then the same again.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::demo::MAX_NODES)))]
+    pub nodes: u8,
+    /// Folder for the song, the room secret, the speakers' state, logs and
+    /// WAV files (created if needed). Default: a new folder in the system's
+    /// temporary directory, kept afterwards and printed.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Where the mixer listens (default 127.0.0.1:8080, or the next free
+    /// port up to 8099).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Length of the generated song in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(5..=600))]
+    pub seconds: u32,
+    /// Where the speakers' sound goes: `auto` (the default sound device if
+    /// there is one, else WAV files), `wav` (a WAV file per speaker in the
+    /// demo folder), or a node output name for every speaker (`default`,
+    /// `hw:0,0`, `null`).
+    #[arg(long, value_name = "OUTPUT", default_value = "auto", value_parser = crate::demo::OutputChoice::parse)]
+    pub output: crate::demo::OutputChoice,
+    /// The room's volume at start, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub volume: u8,
+    /// Start paused (press play in the mixer) instead of playing at once.
+    #[arg(long)]
+    pub paused: bool,
+    /// First port tried for the speakers' mesh (UDP) and status (TCP)
+    /// sockets on 127.0.0.1; busy ports are skipped.
+    #[arg(long, value_name = "PORT", default_value_t = crate::demo::BASE_PORT, value_parser = clap::value_parser!(u16).range(1024..))]
+    pub base_port: u16,
 }
 
 #[cfg(test)]
@@ -173,5 +225,33 @@ mod tests {
         assert!(c.verb.is_none());
         assert!(Cli::try_parse_from(["autoharmonize", "seek", "all"]).is_err());
         assert!(Cli::try_parse_from(["autoharmonize", "--heartbeat-ms", "5"]).is_err());
+    }
+
+    #[test]
+    fn demo_options_have_defaults_and_limits() {
+        let c = Cli::try_parse_from(["autoharmonize", "demo"]).expect("parses");
+        let Some(Verb::Demo(d)) = c.verb else {
+            panic!("not the demo: {:?}", c.verb)
+        };
+        assert_eq!(
+            (d.nodes, d.seconds, d.volume, d.paused),
+            (4, 120, 80, false)
+        );
+        assert_eq!(d.output, crate::demo::OutputChoice::Auto);
+        assert_eq!(d.listen, None);
+        let c = Cli::try_parse_from(["autoharmonize", "demo", "--nodes", "8", "--output", "wav"])
+            .expect("parses");
+        assert!(
+            matches!(c.verb, Some(Verb::Demo(ref d)) if d.nodes == 8 && d.output == crate::demo::OutputChoice::Wav)
+        );
+        for bad in [
+            &["--nodes", "0"][..],
+            &["--nodes", "9"],
+            &["--seconds", "1"],
+            &["--output", ""],
+        ] {
+            let args = ["autoharmonize", "demo"].iter().chain(bad).copied();
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`report`]: the verbs' text output.
 //! - [`access`]: token, host and origin checks for the web mixer.
 //! - [`web`]: the web mixer (page, WebSocket, JSON API).
+//! - [`demo`]: `autoharmonize demo`, a room of real speaker processes on
+//!   this computer playing a synthesized song.
 //!
 //! The binary (`src/main.rs`) strings these together.
 
@@ -23,6 +25,7 @@
 pub mod access;
 pub mod action;
 pub mod cli;
+pub mod demo;
 pub mod link;
 pub mod mixer;
 pub mod pending;

@@ -1,6 +1,9 @@
 //! Entry point of `autoharmonize`: parse, set up logging, read the secret,
-//! join the room, then serve the mixer or run one verb. Logic lives in the
-//! library; this file maps outcomes to messages and exit codes.
+//! join the room, then serve the mixer or run one verb (or run the demo,
+//! `demo_cmd`). Logic lives in the library; this file maps outcomes to
+//! messages and exit codes.
+
+mod demo_cmd;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -119,6 +122,9 @@ fn link_config(room: &RoomArgs) -> Result<LinkConfig, Failure> {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Some(Verb::Demo(args)) = &cli.verb {
+        return demo_cmd::run(cli, args);
+    }
     let cfg = link_config(&cli.room)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,8 +133,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     runtime.block_on(async {
         let link = Link::start(&cfg).await?;
         match &cli.verb {
-            None => serve(link, "127.0.0.1:8080".parse().expect("a valid address")).await,
-            Some(Verb::Serve { listen }) => serve(link, *listen).await,
+            None => {
+                let listen = "127.0.0.1:8080".parse().expect("a valid address");
+                serve(link, listen, shutdown_signal()).await
+            }
+            Some(Verb::Serve { listen }) => serve(link, *listen, shutdown_signal()).await,
             Some(verb) => {
                 let r = one_verb(&link, verb, cli.json).await;
                 link.stop().await;
@@ -160,7 +169,7 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
                 "tracks and load are not available yet: the room has no track catalogue in this version",
             ));
         }
-        Verb::Status | Verb::Members | Verb::Serve { .. } => None,
+        Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => None,
     };
     let st = link.joined().await?;
     let show = |st: &autoharmonize_node::status::NodeStatus| {
@@ -214,7 +223,12 @@ fn urls(listen: SocketAddr, token: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-async fn serve(link: Link, listen: SocketAddr) -> Result<(), Failure> {
+/// Serves the mixer on `listen` until `shutdown` resolves.
+async fn serve(
+    link: Link,
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Failure> {
     let access = Access::for_listen(listen)
         .map_err(|e| Failure::new(exit::FAILED, format!("no randomness for the token: {e}")))?;
     let listener = web::bind(listen)
@@ -233,7 +247,7 @@ async fn serve(link: Link, listen: SocketAddr) -> Result<(), Failure> {
         }
     }
     info!(listen = %bound, token_required = access.token().is_some(), "mixer listening");
-    web::serve(listener, link, access, shutdown_signal())
+    web::serve(listener, link, access, shutdown)
         .await
         .map_err(|e| Failure::new(exit::FAILED, format!("the mixer stopped: {e}")))
 }

@@ -1,0 +1,239 @@
+//! `autoharmonize demo` as a person runs it, with real processes: four
+//! speakers on loopback writing WAV files, the mixer on its printed URL.
+//! Play is pressed through the mixer's JSON API; Ctrl-C (SIGINT to the
+//! demo) must stop everything: exit 0, every speaker process gone, and
+//! each speaker's WAV holds silence until play, then its own stem (it
+//! correlates with the stem it was given, not with the others).
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{free_tcp_port, free_udp_port, http, http_get, wait_for};
+
+const STEMS: [&str; 4] = ["drums", "bass", "chords", "lead"];
+const RATE: usize = 48_000;
+
+/// The demo and the speakers it printed; all killed by pid on drop, so a
+/// failing assertion leaves no process behind.
+struct Running {
+    demo: Child,
+    pids: Vec<i32>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.demo.kill();
+        let _ = self.demo.wait();
+        for &pid in &self.pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn gone(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_err()
+}
+
+/// Left channel of a 16-bit WAV as f32.
+fn left(path: &Path) -> Vec<f32> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(r.spec().channels, 2, "{}", path.display());
+    r.samples::<i16>()
+        .step_by(2)
+        .map(|s| f32::from(s.expect("a sample")) / 32768.0)
+        .collect()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|s| s * s).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+/// Best normalised correlation of `a` with `b` shifted by −`max_lag`..=`max_lag`.
+fn best_correlation(a: &[f32], b: &[f32], from: usize, max_lag: usize) -> f32 {
+    let (ra, rb) = (rms(a), rms(&b[from - max_lag..from + a.len() + max_lag]));
+    (0..=2 * max_lag)
+        .map(|k| {
+            let b = &b[from - max_lag + k..];
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            dot / (ra * rb * a.len() as f32)
+        })
+        .fold(f32::MIN, f32::max)
+}
+
+#[test]
+fn demo_plays_every_stem_and_ctrl_c_stops_every_speaker() {
+    support::node_bin(); // built next to the controller, where the demo looks
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let port = free_tcp_port();
+    let mut child = Command::new(support::controller_bin())
+        .args([
+            "demo",
+            "--nodes",
+            "4",
+            "--seconds",
+            "20",
+            "--output",
+            "wav",
+            "--paused",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--base-port", &free_udp_port().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("demo| {line}");
+                out.lock().expect("lines").push(line);
+            }
+        });
+    }
+    let mut running = Running {
+        demo: child,
+        pids: Vec::new(),
+    };
+    let said = |s: &str| out.lock().expect("lines").iter().any(|l| l.contains(s));
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        wait_for(Duration::from_secs(45), || said(&url)),
+        "the demo printed no mixer URL"
+    );
+
+    // The speakers it lists, by pid.
+    running.pids = out
+        .lock()
+        .expect("lines")
+        .iter()
+        .filter(|l| l.trim_start().starts_with("demo-"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "pid")?;
+            words.get(i + 1)?.parse().ok()
+        })
+        .collect();
+    assert_eq!(running.pids.len(), 4, "four speakers listed");
+    assert!(running.pids.iter().all(|&p| !gone(p)), "every speaker runs");
+
+    // The mixer: its page, and a live room of four paused channels.
+    assert!(
+        http_get(port, "/")
+            .expect("the page")
+            .contains("new WebSocket")
+    );
+    let state = |port| -> serde_json::Value {
+        serde_json::from_str(&http_get(port, "/api/state").expect("the state")).expect("JSON")
+    };
+    let s = state(port);
+    assert_eq!(s["connection"], "live", "{s}");
+    assert_eq!(s["channels"].as_array().map(Vec::len), Some(4), "{s}");
+    assert_eq!(s["all"]["run"], "paused", "{s}");
+    assert_eq!(s["all"]["gain"], 80, "{s}");
+
+    // A second of silence on record, then play.
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/act",
+        Some(r#"{"op":"play","channel":"all"}"#),
+        &[],
+    )
+    .expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        wait_for(Duration::from_secs(5), || state(port)["all"]["run"]
+            == "playing"),
+        "the room plays"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Ctrl-C.
+    let demo_pid = i32::try_from(running.demo.id()).expect("a pid");
+    kill(Pid::from_raw(demo_pid), Signal::SIGINT).expect("SIGINT");
+    let exited = wait_for(Duration::from_secs(20), || {
+        running.demo.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "the demo stopped after Ctrl-C");
+    let status = running.demo.wait().expect("status");
+    assert_eq!(status.code(), Some(0), "exit status");
+    for &pid in &running.pids {
+        assert!(gone(pid), "speaker pid {pid} is gone");
+    }
+    assert!(wait_for(Duration::from_secs(2), || said(
+        "Everything of this demo is in"
+    )));
+    assert!(
+        !said("stopped by itself") && !said("killed"),
+        "every speaker stopped on SIGTERM"
+    );
+
+    // Each WAV: silence while paused, then its own stem.
+    let stems: Vec<Vec<f32>> = STEMS
+        .iter()
+        .map(|s| left(&dir.path().join(format!("media/demo-song/{s}.wav"))))
+        .collect();
+    for (i, name) in STEMS.iter().enumerate() {
+        let wav = dir.path().join(format!("speaker{i}-{name}.wav"));
+        assert!(
+            said(&wav.display().to_string()),
+            "the demo names {}",
+            wav.display()
+        );
+        let x = left(&wav);
+        let onset = x
+            .iter()
+            .position(|s| s.abs() > 0.005)
+            .expect("sound after play");
+        assert!(
+            onset > RATE / 2,
+            "{name}: silent until play (sound from frame {onset})"
+        );
+        assert!(x.len() > onset + 3 * RATE, "{name}: 3 s played after play");
+        assert!(
+            rms(&x[onset..onset + 3 * RATE]) > 0.02,
+            "{name}: loud enough"
+        );
+        // 0.5 s from 0.1 s after the first sound, against each stem
+        // around the same place (±10 ms for the onset's detection).
+        let take = &x[onset + RATE / 10..onset + RATE / 10 + RATE / 2];
+        let first = |s: &[f32]| s.iter().position(|v| v.abs() > 0.005 / 0.52).unwrap_or(0);
+        let c: Vec<f32> = stems
+            .iter()
+            .map(|s| best_correlation(take, s, first(s) + RATE / 10, RATE / 100))
+            .collect();
+        eprintln!("{name}: correlations with drums, bass, chords, lead: {c:?}");
+        assert!(c[i] > 0.9, "{name}: plays its stem ({c:?})");
+        for (j, &other) in c.iter().enumerate() {
+            assert!(
+                j == i || other < c[i] - 0.3,
+                "{name}: not {} ({c:?})",
+                STEMS[j]
+            );
+        }
+    }
+}
