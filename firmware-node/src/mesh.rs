@@ -473,13 +473,6 @@ impl Mesh {
             p.replaced(t.clone());
             self.player_has_state = true;
         }
-        // Frames queued ahead of the DAC (ring + device) at 48 kHz.
-        let c = p.counters();
-        let queued = c.ring_fill_frames + u64::try_from(c.delay_frames.max(0)).unwrap_or(0);
-        self.member.set_audio_health(
-            u16::try_from(queued / 48).unwrap_or(u16::MAX),
-            u32::try_from(c.xruns).unwrap_or(u32::MAX),
-        );
     }
 
     fn settle_own_vote(&mut self, seq: u32, state: &str) {
@@ -489,6 +482,16 @@ impl Mesh {
     }
 
     fn publish(&mut self) {
+        if let Some(p) = &self.player {
+            // Audio health for the heartbeats, as often as the status: frames
+            // queued ahead of the DAC (ring + device) at 48 kHz, and xruns.
+            let c = p.counters();
+            let queued = c.ring_fill_frames + u64::try_from(c.delay_frames.max(0)).unwrap_or(0);
+            self.member.set_audio_health(
+                u16::try_from(queued / 48).unwrap_or(u16::MAX),
+                u32::try_from(c.xruns).unwrap_or(u32::MAX),
+            );
+        }
         let now = self.clock.now();
         let st: Status = self.member.status(now);
         let mesh_time = self.member.mesh_time(now);

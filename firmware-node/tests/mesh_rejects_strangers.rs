@@ -126,14 +126,8 @@ fn wrong_secret_and_forged_traffic_get_nothing() {
     );
     // The wrong-secret node is in nobody's view, the room is intact, and
     // the wrong-secret node counted the room's datagrams as forged.
-    // A single poll can miss a node whose status endpoint is slow on a
-    // loaded machine; a room that really diverged does not agree again
-    // within the same room in a couple of seconds.
     assert!(
-        room.wait_for(Duration::from_secs(3), |r| r.agree_on(&members)
-            && r.status(target)
-                .is_some_and(|s| s["room"] == before["room"]))
-            .is_some(),
+        still_one_room(&room, &members, target, &before),
         "the room diverged"
     );
     for i in members {
@@ -186,12 +180,27 @@ fn wrong_secret_and_forged_traffic_get_nothing() {
         after["envelope"]
     );
     assert!(
-        room.wait_for(Duration::from_secs(3), |r| r.agree_on(&members)
-            && r.status(target)
-                .is_some_and(|s| s["room"] == before["room"]))
-            .is_some(),
+        still_one_room(&room, &members, target, &before),
         "the room diverged after the replays"
     );
+}
+
+/// Whether `members` agree, in the room `target` was in before (`before`
+/// is its earlier status). A single poll can miss a node whose status
+/// endpoint is slow on a loaded machine, so this waits up to 3 s; a room
+/// that really diverged does not come back together in the same room.
+fn still_one_room(
+    room: &Room,
+    members: &[usize],
+    target: usize,
+    before: &serde_json::Value,
+) -> bool {
+    room.wait_for(Duration::from_secs(3), |r| {
+        r.agree_on(members)
+            && r.status(target)
+                .is_some_and(|s| s["room"] == before["room"])
+    })
+    .is_some()
 }
 
 fn room_dir_secret(room: &Room) -> String {

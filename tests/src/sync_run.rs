@@ -125,11 +125,10 @@ pub fn run(bin: &Path, seconds: u64, every: u64) -> anyhow::Result<SyncReport> {
     let mut report = SyncReport::default();
     let mut seeks = Vec::new(); // (approximate true time, target frame)
     let start = Instant::now();
-    let now_true = || monotonic_raw_ns();
     // Unity gain: the timecode's values are its positions.
     cast(r#"{"event":"volume","channel":"all","gain":100}"#);
     std::thread::sleep(Duration::from_millis(300));
-    seeks.push((now_true(), 0u64));
+    seeks.push((monotonic_raw_ns(), 0u64));
     cast(r#"{"event":"seek","channel":"all","to":0}"#);
     cast(r#"{"event":"play","channel":"all"}"#);
     let mut k = 1u64;
@@ -144,7 +143,7 @@ pub fn run(bin: &Path, seconds: u64, every: u64) -> anyhow::Result<SyncReport> {
         }
         if start.elapsed() >= next {
             let to = (k * 7 % 60) * 48_000 + 1_234;
-            seeks.push((now_true(), to));
+            seeks.push((monotonic_raw_ns(), to));
             cast(&format!(r#"{{"event":"seek","channel":"all","to":{to}}}"#));
             report.seeks += 1;
             k += 1;
