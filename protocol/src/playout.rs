@@ -79,10 +79,24 @@ pub fn change_at(before: &ChannelState, after: &ChannelState, at: f64) -> Change
 
 /// The transport states a node knows, each with the mesh instant from which
 /// it holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Schedule {
     /// Ordered by instant, strictly increasing.
     states: VecDeque<(f64, Transport)>,
+}
+
+impl Clone for Schedule {
+    fn clone(&self) -> Schedule {
+        Schedule {
+            states: self.states.clone(),
+        }
+    }
+
+    /// Reuses `self`'s buffer (the audio renderer copies the schedule on a
+    /// real-time thread, which must not allocate).
+    fn clone_from(&mut self, source: &Schedule) {
+        self.states.clone_from(&source.states);
+    }
 }
 
 impl Schedule {

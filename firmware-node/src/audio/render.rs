@@ -170,22 +170,27 @@ impl SharedTimeline {
         self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// The timeline if it changed since version `seen`. Never waits: the
+    /// Copies the timeline into `local` if it changed since version `seen`
+    /// (and updates `seen`). Never waits: the
     /// renderer runs at real-time priority and the writer does not, so
     /// waiting for the lock could stall it for as long as the busiest
     /// process keeps the writer off the CPU. If the writer holds the lock,
     /// the renderer keeps its copy and looks again next block.
-    fn snapshot_if_newer(&self, seen: u64) -> Option<(u64, Timeline)> {
+    fn refresh(&self, local: &mut Timeline, seen: &mut u64) {
         let v = self.version.load(Ordering::Acquire);
-        if v == seen {
-            return None;
+        if v == *seen {
+            return;
         }
         let t = match self.inner.try_lock() {
             Ok(t) => t,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        Some((self.version.load(Ordering::Acquire), t.clone()))
+        *seen = self.version.load(Ordering::Acquire);
+        // Copied into the renderer's own buffers: no allocation on the
+        // real-time thread once they have grown to the schedule's size.
+        local.clock = t.clock;
+        local.schedule.clone_from(&t.schedule);
     }
 }
 
@@ -669,10 +674,7 @@ fn render_voice(
 
 impl Producer for Renderer {
     fn produce(&mut self, out: &mut [f32], device_frame: u64) -> Result<usize, DecodeError> {
-        if let Some((v, t)) = self.timeline.snapshot_if_newer(self.seen) {
-            self.seen = v;
-            self.local = t;
-        }
+        self.timeline.refresh(&mut self.local, &mut self.seen);
         let n = (out.len() / self.out_ch).min(MAX_BLOCK);
         let out = &mut out[..n * self.out_ch];
         out.fill(0.0);
