@@ -15,6 +15,7 @@
 //! - [`transport`]: per-channel play state and exact position math.
 //! - [`choice`]: the deterministic choice function over one round's votes.
 //! - [`clock`]: NTP-style offset and drift estimation.
+//! - [`content`]: content hashes naming stems, chunks and tracks.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
@@ -29,6 +30,7 @@
 
 pub mod choice;
 pub mod clock;
+pub mod content;
 pub mod event;
 pub mod ids;
 pub mod member;
