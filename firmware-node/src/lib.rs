@@ -29,4 +29,5 @@ pub mod identity;
 pub mod logging;
 pub mod mesh;
 pub mod notify;
+pub mod recv_stamp;
 pub mod status;

@@ -20,7 +20,7 @@ use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
-use autoharmonize_protocol::{BootId, MemberId, Nanos};
+use autoharmonize_protocol::{BootId, LocalTime, MemberId, Nanos};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use crate::audio::player::Player;
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
+use crate::recv_stamp;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, OwnVoteStatus, ViewMember,
 };
@@ -166,6 +167,9 @@ impl Mesh {
         let member = Member::new(setup.id, setup.boot, setup.member, now);
         let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::default()));
         let own = setup.socket.local_addr().ok();
+        if let Err(e) = recv_stamp::enable(&setup.socket) {
+            warn!("no kernel receive timestamps ({e}): clock probes are dated when read, which biases the clock estimate on a busy machine");
+        }
         let mesh = Mesh {
             id: setup.id,
             name: setup.name,
@@ -221,8 +225,8 @@ impl Mesh {
             let wait = deadline.map_or(Duration::from_millis(50), |d| self.clock.until(d));
             tokio::select! {
                 () = &mut shutdown => break,
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.on_datagram(&buf[..len], from),
+                received = recv_stamp::recv(&self.socket, &self.clock, &mut buf) => match received {
+                    Ok((len, from, at)) => self.on_datagram(&buf[..len], from, at),
                     // ICMP port-unreachable from a peer that went away shows
                     // up here on Linux; it is not the socket's failure.
                     Err(e) if is_transient(&e) => debug!("receive: {e}"),
@@ -264,15 +268,20 @@ impl Mesh {
         Ok(())
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, received: LocalTime) {
         let now = self.clock.now();
         match self.opener.open(bytes) {
             Ok(opened) => {
                 self.envelope.opened += 1;
                 let (sender, boot) = (opened.sender, BootId(opened.epoch.0));
                 self.book.learn(sender, from);
-                self.member
-                    .handle_authenticated(now, sender, boot, opened.plaintext);
+                self.member.handle_authenticated_received(
+                    now,
+                    received,
+                    sender,
+                    boot,
+                    opened.plaintext,
+                );
             }
             Err(e) => self.count_drop(e, from),
         }
@@ -521,6 +530,7 @@ impl Mesh {
             is_leader: self.member.is_leader(),
             round: st.round.map(|r| r.0),
             mesh_time_ns: mesh_time.map(|t| t.0),
+            local_time_ns: now.0,
             commit_round: st.commit.round.0,
             digest: format!("{:016x}", st.digest),
             writable: st.writable,

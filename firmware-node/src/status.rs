@@ -44,6 +44,10 @@ pub struct NodeStatus {
     pub round: Option<u64>,
     /// Mesh time now, in ns.
     pub mesh_time_ns: Option<u64>,
+    /// This node's local clock at the same instant as `mesh_time_ns`, in
+    /// ns: the pair shows the clock mapping (tests compare it with the
+    /// offsets and skews they gave each node).
+    pub local_time_ns: u64,
     /// Committed round.
     pub commit_round: u64,
     /// Digest of the committed state (hex).

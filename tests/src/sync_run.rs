@@ -40,6 +40,14 @@ pub struct SyncReport {
     pub pauses: usize,
     /// Per node: (xruns, underruns, recues, late changes) at the end.
     pub nodes: Vec<(u64, u64, u64, u64)>,
+    /// Per node: median error of its mesh clock relative to node 0's, in
+    /// µs, from `(local, mesh)` pairs in its status and the offset and skew
+    /// the test gave its clock. What the DAC offsets would be if nothing
+    /// but the clock estimates erred.
+    pub clock_offsets_us: Vec<f64>,
+    /// Per node: median of its emitted position relative to node 0's, in
+    /// µs (positive: ahead).
+    pub dac_offsets_us: Vec<f64>,
 }
 
 impl SyncReport {
@@ -60,62 +68,7 @@ impl SyncReport {
 /// A node does not start, the room does not form, or a recording is
 /// missing.
 pub fn run(bin: &Path, seconds: u64, every: u64) -> anyhow::Result<SyncReport> {
-    let mut room = Room::new("sy", 4, bin, Discovery::StaticPeers);
-    // One timecode file, reached through four stem names (the nodes are
-    // told the track by name, so the file's own folder is never taken for
-    // a track).
-    let base = room.dir().join("timecode-base");
-    std::fs::create_dir_all(&base)?;
-    let stem = base.join("timecode.wav");
-    timecode::write_wav(&stem, TRACK_SECONDS * 48_000, 1)?;
-    let track = room.dir().join("timecode");
-    std::fs::create_dir_all(&track)?;
-    std::fs::write(
-        track.join("track.toml"),
-        "title = \"Timecode\"\nstems = [\"a\", \"b\", \"c\", \"d\"]\n",
-    )?;
-    for name in ["a", "b", "c", "d"] {
-        std::os::unix::fs::symlink(&stem, track.join(format!("{name}.wav")))?;
-    }
-    let records: Vec<PathBuf> = (0..4)
-        .map(|i| room.dir().join(format!("dac{i}.txt")))
-        .collect();
-    for i in 0..4 {
-        let output = format!("virtual:{},0,record={}", DAC_PPM[i], records[i].display());
-        let offset = CLOCK_OFFSET_MS[i].to_string();
-        let skew = CLOCK_SKEW_PPM[i].to_string();
-        let channel = i.to_string();
-        room.set_args(
-            i,
-            &[
-                "--output",
-                &output,
-                "--test-clock-offset-ms",
-                &offset,
-                "--test-clock-skew-ppm",
-                &skew,
-                "--channel",
-                &channel,
-                "--track",
-                "timecode",
-            ],
-        );
-    }
-    room.start_all();
-    let all = [0, 1, 2, 3];
-    if room
-        .wait_for(Duration::from_secs(20), |r| {
-            r.agree_on(&all)
-                && (0..4).all(|i| r.status(i).is_some_and(|s| s["audio"]["running"] == true))
-        })
-        .is_none()
-    {
-        room.dump_logs();
-        anyhow::bail!("the four nodes did not form a room with audio running");
-    }
-    // Let the DAC fits and clock estimates settle a little, as a room that
-    // has been on for a while would be.
-    std::thread::sleep(Duration::from_secs(3));
+    let (mut room, records) = start_room(bin, "sy")?;
     let cast = |json: &str| {
         let (code, body) = room.cast(0, json);
         if code != 200 {
@@ -132,7 +85,13 @@ pub fn run(bin: &Path, seconds: u64, every: u64) -> anyhow::Result<SyncReport> {
     cast(r#"{"event":"seek","channel":"all","to":0}"#);
     cast(r#"{"event":"play","channel":"all"}"#);
     let mut k = 1u64;
+    let mut clock_samples: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut next_clock_sample = Instant::now();
     while start.elapsed() < Duration::from_secs(seconds) {
+        if Instant::now() >= next_clock_sample {
+            next_clock_sample += Duration::from_secs(1);
+            sample_clocks(&room, &mut clock_samples);
+        }
         let next = Duration::from_secs(k * every);
         let half = next - Duration::from_secs(every / 2);
         if start.elapsed() >= half && report.pauses < usize::try_from(k).unwrap_or(0) {
@@ -166,7 +125,187 @@ pub fn run(bin: &Path, seconds: u64, every: u64) -> anyhow::Result<SyncReport> {
         .map(|p| Series::read(p))
         .collect::<std::io::Result<_>>()?;
     analyse(&series, &seeks, &mut report);
+    report.clock_offsets_us = clock_samples
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            SyncReport::quantile(v, 0.5)
+        })
+        .collect();
     Ok(report)
+}
+
+/// What [`restart_run`] measured of the node killed and started again.
+#[derive(Debug, Default)]
+pub struct RestartReport {
+    /// From the new process's start to the first instant from which its
+    /// sound stays within [`RESTART_TOLERANCE_US`] of node 0's for a second.
+    pub in_sync_after: Option<Duration>,
+    /// Instants (1 ms apart) before then at which it emitted timecode that
+    /// was out of sync: audible wrong sound, rather than silence.
+    pub wrong_before: usize,
+    /// Its sync error against node 0 (µs, absolute) at every readable
+    /// instant from then on, sorted.
+    pub errors_us: Vec<f64>,
+}
+
+/// How close to node 0 the restarted node must be to count as in sync: the
+/// CI bound of the sync test (`audio_sync_netns.rs`).
+pub const RESTART_TOLERANCE_US: f64 = 250.0;
+
+/// Plays the timecode on the four nodes of [`run`], kills node 3 with
+/// SIGKILL mid-song, starts it again 1.5 s later and records for 6 s: how
+/// soon does it play the room's frame again?
+///
+/// # Errors
+/// A node does not start, the room does not form, or a recording is
+/// missing.
+pub fn restart_run(bin: &Path) -> anyhow::Result<RestartReport> {
+    let (mut room, records) = start_room(bin, "sr")?;
+    for json in [
+        r#"{"event":"volume","channel":"all","gain":100}"#,
+        r#"{"event":"seek","channel":"all","to":0}"#,
+        r#"{"event":"play","channel":"all"}"#,
+    ] {
+        let (code, body) = room.cast(0, json);
+        anyhow::ensure!(code == 200, "cast {json}: {code} {body}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    room.kill9(3);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let record = room.dir().join("dac3-restarted.txt");
+    set_node_args(&mut room, 3, &record);
+    let spawned = monotonic_raw_ns();
+    room.start(3);
+    std::thread::sleep(Duration::from_secs(6));
+    for i in 0..4 {
+        room.terminate(i);
+    }
+    let reference = Series::read(&records[0])?;
+    let restarted = Series::read(&record)?;
+    let end = match (reference.span(), restarted.span()) {
+        (Some(a), Some(b)) => a.1.min(b.1),
+        _ => anyhow::bail!("a recording is empty"),
+    };
+    // Error of node 3 against node 0 at each ms since the start.
+    let errors: Vec<Option<f64>> = (spawned..end)
+        .step_by(1_000_000)
+        .map(|t| {
+            let a = reference.phase_at(t, 2_000_000)?;
+            let b = restarted.phase_at(t, 2_000_000)?;
+            Some((timecode::circular_diff(b, a) / 48_000.0 * 1e6).abs())
+        })
+        .collect();
+    let mut report = RestartReport::default();
+    // The first 1 s window, mostly readable, with every reading in sync.
+    let start = (0..errors.len().saturating_sub(1_000)).find(|&i| {
+        let w = &errors[i..i + 1_000];
+        w.iter().flatten().count() >= 900 && w.iter().flatten().all(|&e| e <= RESTART_TOLERANCE_US)
+    });
+    if let Some(i) = start {
+        report.in_sync_after = Some(Duration::from_millis(i as u64));
+        report.wrong_before = errors[..i]
+            .iter()
+            .flatten()
+            .filter(|&&e| e > RESTART_TOLERANCE_US)
+            .count();
+        report.errors_us = errors[i..].iter().flatten().copied().collect();
+        report.errors_us.sort_by(f64::total_cmp);
+    }
+    Ok(report)
+}
+
+/// Starts the four nodes of [`run`] (timecode track, virtual DACs, skewed
+/// clocks) in namespaces named after `prefix`, and waits until they form a
+/// room with audio running and have settled for a few seconds. Returns the
+/// room and each node's DAC recording path.
+fn start_room(bin: &Path, prefix: &str) -> anyhow::Result<(Room, Vec<PathBuf>)> {
+    let mut room = Room::new(prefix, 4, bin, Discovery::StaticPeers);
+    // One timecode file, reached through four stem names (the nodes are
+    // told the track by name, so the file's own folder is never taken for
+    // a track).
+    let base = room.dir().join("timecode-base");
+    std::fs::create_dir_all(&base)?;
+    let stem = base.join("timecode.wav");
+    timecode::write_wav(&stem, TRACK_SECONDS * 48_000, 1)?;
+    let track = room.dir().join("timecode");
+    std::fs::create_dir_all(&track)?;
+    std::fs::write(
+        track.join("track.toml"),
+        "title = \"Timecode\"\nstems = [\"a\", \"b\", \"c\", \"d\"]\n",
+    )?;
+    for name in ["a", "b", "c", "d"] {
+        std::os::unix::fs::symlink(&stem, track.join(format!("{name}.wav")))?;
+    }
+    let records: Vec<PathBuf> = (0..4)
+        .map(|i| room.dir().join(format!("dac{i}.txt")))
+        .collect();
+    for (i, record) in records.iter().enumerate() {
+        set_node_args(&mut room, i, record);
+    }
+    room.start_all();
+    let all = [0, 1, 2, 3];
+    if room
+        .wait_for(Duration::from_secs(20), |r| {
+            r.agree_on(&all)
+                && (0..4).all(|i| r.status(i).is_some_and(|s| s["audio"]["running"] == true))
+        })
+        .is_none()
+    {
+        room.dump_logs();
+        anyhow::bail!("the four nodes did not form a room with audio running");
+    }
+    // Let the DAC fits and clock estimates settle a little, as a room that
+    // has been on for a while would be.
+    std::thread::sleep(Duration::from_secs(3));
+    Ok((room, records))
+}
+
+/// Sets node `i`'s arguments for a [`run`] room, recording to `record`.
+fn set_node_args(room: &mut Room, i: usize, record: &Path) {
+    let output = format!("virtual:{},0,record={}", DAC_PPM[i], record.display());
+    let offset = CLOCK_OFFSET_MS[i].to_string();
+    let skew = CLOCK_SKEW_PPM[i].to_string();
+    let channel = i.to_string();
+    room.set_args(
+        i,
+        &[
+            "--output",
+            &output,
+            "--test-clock-offset-ms",
+            &offset,
+            "--test-clock-skew-ppm",
+            &skew,
+            "--channel",
+            &channel,
+            "--track",
+            "timecode",
+        ],
+    );
+}
+
+/// Adds, for each node, its mesh clock's offset from true time minus node
+/// 0's (µs), when all four statuses read. A node's true time is recovered
+/// from its local clock reading by undoing the offset and skew it was given
+/// (see `LocalClock::skewed`); the statuses are read milliseconds apart, so
+/// the mesh clocks' rate errors (≤ a few hundred ppm) add under a µs.
+fn sample_clocks(room: &Room, samples: &mut [Vec<f64>]) {
+    let errors: Option<Vec<f64>> = (0..4)
+        .map(|i| {
+            let s = room.status(i)?;
+            let mesh = s["mesh_time_ns"].as_u64()? as f64;
+            let local = s["local_time_ns"].as_u64()? as f64;
+            let offset = CLOCK_OFFSET_MS[i] as f64 * 1e6;
+            let skew_ppb = (CLOCK_SKEW_PPM[i] * 1000.0).round();
+            let raw = (local - offset) * 1e9 / (1e9 + skew_ppb);
+            Some(mesh - raw)
+        })
+        .collect();
+    if let Some(e) = errors {
+        for (i, x) in e.iter().enumerate() {
+            samples[i].push((x - e[0]) / 1e3);
+        }
+    }
 }
 
 /// Fills the spreads of `report` from the four recordings.
@@ -182,6 +321,7 @@ fn analyse(series: &[Series], seeks: &[(u64, u64)], report: &mut SyncReport) {
         .min()
         .unwrap_or(0);
     let mut t = from;
+    let mut rels: Vec<Vec<f64>> = vec![Vec::new(); series.len()];
     while t < to {
         report.instants += 1;
         let phases: Option<Vec<f64>> = series.iter().map(|s| s.phase_at(t, 2_000_000)).collect();
@@ -193,10 +333,17 @@ fn analyse(series: &[Series], seeks: &[(u64, u64)], report: &mut SyncReport) {
             let lo = rel.iter().copied().fold(f64::MAX, f64::min);
             let hi = rel.iter().copied().fold(f64::MIN, f64::max);
             report.spreads_us.push((hi - lo) / 48_000.0 * 1e6);
+            for (i, r) in rel.iter().enumerate() {
+                rels[i].push(r / 48_000.0 * 1e6);
+            }
         }
         t += 1_000_000;
     }
     report.spreads_us.sort_by(f64::total_cmp);
+    for rel in &mut rels {
+        rel.sort_by(f64::total_cmp);
+    }
+    report.dac_offsets_us = rels.iter().map(|r| SyncReport::quantile(r, 0.5)).collect();
     // Each seek: when did each node start playing from the target? The first
     // readable instant after the cast whose phase lies just past the target
     // phase dates the change.

@@ -701,7 +701,7 @@ impl Member {
     /// Handles one received datagram. Anything malformed, stale or
     /// unexpected is counted and dropped; nothing here panics.
     pub fn handle_datagram(&mut self, now: LocalTime, bytes: &[u8]) {
-        self.handle_inner(now, None, bytes);
+        self.handle_inner(now, now, None, bytes);
     }
 
     /// Handles a datagram whose envelope proved it comes from `sender` with
@@ -716,12 +716,31 @@ impl Member {
         boot: BootId,
         bytes: &[u8],
     ) {
-        self.handle_inner(now, Some((sender, boot)), bytes);
+        self.handle_inner(now, now, Some((sender, boot)), bytes);
+    }
+
+    /// [`Member::handle_authenticated`] for a datagram that arrived at local
+    /// instant `received` (a kernel receive timestamp, at or before `now`).
+    ///
+    /// Clock probes use `received` as their arrival time: the delay between
+    /// the datagram's arrival and this call (the process waking up) is on
+    /// one path of the probe only, so taking `now` instead would bias the
+    /// offset estimate by half of it on every follower.
+    pub fn handle_authenticated_received(
+        &mut self,
+        now: LocalTime,
+        received: LocalTime,
+        sender: MemberId,
+        boot: BootId,
+        bytes: &[u8],
+    ) {
+        self.handle_inner(now, received.min(now), Some((sender, boot)), bytes);
     }
 
     fn handle_inner(
         &mut self,
         now: LocalTime,
+        received: LocalTime,
         sealed_by: Option<(MemberId, BootId)>,
         bytes: &[u8],
     ) {
@@ -760,10 +779,10 @@ impl Member {
             self.note_heard(hdr.from, now);
         }
         match msg {
-            Message::Heartbeat(h) => self.on_heartbeat(now, h),
+            Message::Heartbeat(h) => self.on_heartbeat(now, received, h),
             Message::Append(a) => self.on_append(now, a),
             Message::VoteCast(v) => self.on_vote(now, v),
-            Message::ClockReply(c) => self.on_clock_reply(now, c),
+            Message::ClockReply(c) => self.on_clock_reply(received, c),
             Message::JoinRequest(j) => self.on_join_request(now, j),
             Message::Snapshot(s) => self.on_snapshot(now, s),
             Message::SnapshotRequest(s) => self.on_snapshot_request(now, s),
@@ -820,7 +839,7 @@ impl Member {
         }
     }
 
-    fn on_heartbeat(&mut self, now: LocalTime, h: Heartbeat) {
+    fn on_heartbeat(&mut self, now: LocalTime, received: LocalTime, h: Heartbeat) {
         if !self.same_room(&h.hdr) {
             self.on_foreign(now, &h);
             return;
@@ -875,10 +894,13 @@ impl Member {
         }
         let t2 = self.mesh_time(now).unwrap_or_default();
         if h.sent_at != LocalTime(0) {
+            // Arrival on the unclamped mapping: `received` may precede the
+            // last instant `mesh_time` returned.
+            let arrived = self.clock.map_or(t2, |c| c.to_mesh(received).min(t2));
             let reply = Message::ClockReply(ClockReply {
                 hdr: self.header(),
                 t1: h.sent_at,
-                t2,
+                t2: arrived,
                 t3: t2,
             });
             self.push_transmit(Dest::Member(h.hdr.from), &reply);
@@ -1107,7 +1129,7 @@ impl Member {
         self.push_transmit(Dest::Member(to), &msg);
     }
 
-    fn on_clock_reply(&mut self, now: LocalTime, c: ClockReply) {
+    fn on_clock_reply(&mut self, received: LocalTime, c: ClockReply) {
         if self.leader != Some(c.hdr.from) || self.is_leader() {
             return;
         }
@@ -1115,7 +1137,7 @@ impl Member {
             t1: c.t1,
             t2: c.t2,
             t3: c.t3,
-            t4: now,
+            t4: received,
         });
     }
 

@@ -84,7 +84,8 @@ fn main() -> Result<()> {
          | figure | p50 | p99 | max | target |\n|---|---|---|---|---|\n\
          | inter-node sync error (spread of 4 nodes) | {:.1} µs | {:.1} µs | {:.1} µs | p99 ≤ 50 µs |\n\
          | seek heard on every node ({} seeks): spread of the change instants | {:.1} µs | {:.1} µs | {:.1} µs | ≤ 1 ms |\n\n\
-         Per node (xruns, underruns, re-cues, changes learnt late): {:?}.\n",
+         Per node (xruns, underruns, re-cues, changes learnt late): {:?}.  \n\
+         Per node, median offset from node 0 (µs): emitted sound {:.1?}; mesh clock estimate {:.1?}.\n",
         args.seconds,
         args.every,
         args.busy_threads,
@@ -102,6 +103,8 @@ fn main() -> Result<()> {
         q(&r.change_spreads_us, 0.99),
         q(&r.change_spreads_us, 1.0),
         r.nodes,
+        r.dac_offsets_us,
+        r.clock_offsets_us,
     );
     println!("{report}");
     if let Some(path) = args.write {
