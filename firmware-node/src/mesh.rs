@@ -41,6 +41,12 @@ const DECISIONS_KEPT: usize = 32;
 
 /// How often the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_millis(50);
+/// Clock error bound (µs) below which a silent player may start following
+/// the room (see `Mesh::clock_good_enough_to_start`).
+const START_CLOCK_BOUND_US: u32 = 150;
+/// The longest a player waits for that bound once there is an estimate:
+/// on a network too jittery to reach it, play anyway.
+const START_CLOCK_WAIT: Duration = Duration::from_millis(1_200);
 
 /// Own votes whose outcome is kept for the status page (and the
 /// controller, which waits on them).
@@ -155,6 +161,8 @@ pub struct Mesh {
     player: Option<Player>,
     /// What the player was last told: the clock, and whether it has a state.
     player_clock: Option<MeshClock>,
+    /// When the member first had a clock the player has not been given.
+    clock_since: Option<Instant>,
     player_has_state: bool,
     watchdog: Watchdog,
 }
@@ -168,7 +176,9 @@ impl Mesh {
         let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::default()));
         let own = setup.socket.local_addr().ok();
         if let Err(e) = recv_stamp::enable(&setup.socket) {
-            warn!("no kernel receive timestamps ({e}): clock probes are dated when read, which biases the clock estimate on a busy machine");
+            warn!(
+                "no kernel receive timestamps ({e}): clock probes are dated when read, which biases the clock estimate on a busy machine"
+            );
         }
         let mesh = Mesh {
             id: setup.id,
@@ -194,6 +204,7 @@ impl Mesh {
             drops_at_last_log: 0,
             player: setup.player,
             player_clock: None,
+            clock_since: None,
             player_has_state: false,
             watchdog: Watchdog::disabled(),
         };
@@ -468,20 +479,50 @@ impl Mesh {
     /// Gives the player the clock when it changed, and the state if it has
     /// none yet (a room founded here announces no event).
     fn feed_player(&mut self) {
+        if self.player.is_none() {
+            return;
+        }
+        let clock = self.member.mesh_clock();
+        if clock != self.player_clock && self.clock_good_enough_to_start(clock.is_some()) {
+            self.player_clock = clock;
+            if let Some(p) = &self.player {
+                p.clock(clock);
+            }
+        }
         let Some(p) = &self.player else {
             return;
         };
-        let clock = self.member.mesh_clock();
-        if clock != self.player_clock {
-            self.player_clock = clock;
-            p.clock(clock);
-        }
         if !self.player_has_state
             && let Some(t) = self.member.transport()
         {
             p.replaced(t.clone());
             self.player_has_state = true;
         }
+    }
+
+    /// Whether a clock mapping may go to the player now. A player without
+    /// one is silent; it gets its first one only once the estimate's error
+    /// bound is within [`START_CLOCK_BOUND_US`], or [`START_CLOCK_WAIT`]
+    /// after the first estimate whatever its bound. A speaker that joins
+    /// mid-song thus starts on the room's frame instead of playing from a
+    /// one-probe estimate (off by up to half a round trip) and converging
+    /// audibly. Later mappings, and losing the clock, pass at once.
+    fn clock_good_enough_to_start(&mut self, have_clock: bool) -> bool {
+        if self.player_clock.is_some() || !have_clock {
+            self.clock_since = None;
+            return true;
+        }
+        let since = *self.clock_since.get_or_insert_with(Instant::now);
+        let bound = self.member.health().clock_error_us;
+        let ready = bound <= START_CLOCK_BOUND_US || since.elapsed() >= START_CLOCK_WAIT;
+        if ready {
+            info!(
+                clock_error_us = bound,
+                after_ms = since.elapsed().as_millis(),
+                "mesh clock estimate ready: audio follows the room"
+            );
+        }
+        ready
     }
 
     fn settle_own_vote(&mut self, seq: u32, state: &str) {

@@ -119,7 +119,10 @@ mod tests {
         let after = clock.now();
         assert_eq!(len, 1);
         assert_eq!(from, a.local_addr().expect("addr"));
-        assert!(at >= LocalTime(before.0.saturating_sub(1_000_000)), "{at:?} vs {before:?}");
+        assert!(
+            at >= LocalTime(before.0.saturating_sub(1_000_000)),
+            "{at:?} vs {before:?}"
+        );
         assert!(
             after.0 - at.0 >= 45_000_000,
             "stamped {} ms before reading, expected about 50",

@@ -31,6 +31,10 @@ fn a_restarted_node_lands_on_the_rooms_frame_within_two_seconds() {
         q(0.99),
         q(1.0)
     );
+    eprintln!(
+        "signed error every 50 ms after the start (µs): {:.0?}",
+        r.trace
+    );
     let after = r
         .in_sync_after
         .expect("the restarted node played in sync for a whole second");

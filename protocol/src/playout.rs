@@ -189,6 +189,8 @@ pub struct EmissionFit {
     line: Option<Line>,
     /// Observations since the line was last fitted.
     stale: usize,
+    /// Whether a slope has ever been measured (kept across [`Self::reset`]).
+    rate_known: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -211,6 +213,7 @@ impl EmissionFit {
             prior_ns_per_frame: nominal,
             line: None,
             stale: 0,
+            rate_known: false,
         }
     }
 
@@ -235,6 +238,7 @@ impl EmissionFit {
         {
             self.line = self.fit();
             self.stale = 0;
+            self.rate_known |= self.slope_measurable();
         }
     }
 
@@ -254,6 +258,16 @@ impl EmissionFit {
     pub fn local_time_of(&self, frame: u64) -> Option<f64> {
         self.line
             .map(|l| l.t0 + (frame as f64 - l.f0 as f64) * l.ns_per_frame)
+    }
+
+    /// Whether the DAC's rate has been measured (the window spanned
+    /// enough once; a reset keeps it). Until then [`Self::local_time_of`]
+    /// assumes the nominal rate, which for a crystal 150 ppm off drifts
+    /// 15 µs every 100 ms: a player that must start on the exact frame
+    /// waits for this.
+    #[must_use]
+    pub fn rate_known(&self) -> bool {
+        self.rate_known
     }
 
     /// Nanoseconds per frame now assumed.
@@ -282,12 +296,21 @@ impl EmissionFit {
         self.points.is_empty()
     }
 
+    /// Whether the window holds enough observations, over a long enough
+    /// span, for its own slope to be trusted over the prior.
+    fn slope_measurable(&self) -> bool {
+        match (self.points.front(), self.points.back()) {
+            (Some(&(_, first)), Some(&(_, last))) => {
+                self.points.len() >= MIN_SLOPE_POINTS && (last - first) as f64 >= MIN_SLOPE_SPAN_NS
+            }
+            _ => false,
+        }
+    }
+
     fn fit(&self) -> Option<Line> {
         let &(f0, t0) = self.points.front()?;
-        let &(_, t_last) = self.points.back()?;
         let rel = |&(f, t): &(u64, u64)| ((f - f0) as f64, (t - t0) as f64);
-        let span = (t_last - t0) as f64;
-        let slope_known = self.points.len() >= MIN_SLOPE_POINTS && span >= MIN_SLOPE_SPAN_NS;
+        let slope_known = self.slope_measurable();
         let first = self.solve(self.points.iter().map(rel), slope_known, None)?;
         // Second pass without the very late observations.
         let kept = self
@@ -494,10 +517,18 @@ mod tests {
         assert_eq!(fit.len(), 1);
         let npf = 1e9 / (48_000.0 * 1.0001);
         for k in 1..200u64 {
+            // 10 ms apart: the rate is known once the window spans 0.5 s
+            // (at the next refit).
+            if k <= 50 {
+                assert!(!fit.rate_known(), "known after {k} observations");
+            } else if k > 50 + REFIT_EVERY as u64 {
+                assert!(fit.rate_known(), "unknown after {k} observations");
+            }
             fit.observe(k * 480, (2_000_000.0 + k as f64 * 480.0 * npf) as u64);
         }
         assert!((fit.rate_error_ppm() - 100.0).abs() < 0.5);
         fit.reset();
+        assert!(fit.rate_known(), "a reset keeps the measured rate");
         assert!(fit.is_empty() && fit.local_time_of(0).is_none());
         assert!((fit.rate_error_ppm() - 100.0).abs() < 0.5);
         fit.observe(1_000_000, 9_000_000_000);

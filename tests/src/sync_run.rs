@@ -147,6 +147,9 @@ pub struct RestartReport {
     /// Its sync error against node 0 (µs, absolute) at every readable
     /// instant from then on, sorted.
     pub errors_us: Vec<f64>,
+    /// Its signed error (µs) every 50 ms of the first 3 s after the start,
+    /// `None` where it was silent or unreadable: what a failure shows.
+    pub trace: Vec<(u64, Option<f64>)>,
 }
 
 /// How close to node 0 the restarted node must be to count as in sync: the
@@ -193,10 +196,16 @@ pub fn restart_run(bin: &Path) -> anyhow::Result<RestartReport> {
         .map(|t| {
             let a = reference.phase_at(t, 2_000_000)?;
             let b = restarted.phase_at(t, 2_000_000)?;
-            Some((timecode::circular_diff(b, a) / 48_000.0 * 1e6).abs())
+            Some(timecode::circular_diff(b, a) / 48_000.0 * 1e6)
         })
         .collect();
-    let mut report = RestartReport::default();
+    let mut report = RestartReport {
+        trace: (0..60u64)
+            .filter_map(|k| Some((k * 50, *errors.get(usize::try_from(k * 50).ok()?)?)))
+            .collect(),
+        ..RestartReport::default()
+    };
+    let errors: Vec<Option<f64>> = errors.iter().map(|e| e.map(f64::abs)).collect();
     // The first 1 s window, mostly readable, with every reading in sync.
     let start = (0..errors.len().saturating_sub(1_000)).find(|&i| {
         let w = &errors[i..i + 1_000];

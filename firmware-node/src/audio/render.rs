@@ -452,8 +452,13 @@ impl Renderer {
         }
     }
 
-    /// Mesh time (ns) at which device frame `frame` is heard, if known.
+    /// Mesh time (ns) at which device frame `frame` is heard, if known:
+    /// once the DAC's rate has been measured (before that the speaker stays
+    /// silent rather than play from a guessed rate and converge audibly).
     fn mesh_time_of(&self, frame: u64) -> Option<f64> {
+        if !self.fit.rate_known() {
+            return None;
+        }
         let local = self.fit.local_time_of(frame)? + self.latency_offset_ns;
         let clock = self.local.clock?;
         let whole = local.max(0.0).floor();
