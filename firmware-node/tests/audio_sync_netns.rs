@@ -6,13 +6,13 @@
 //! `CI=true` a missing prerequisite fails.
 //!
 //! Asserts: every seek heard within 1 ms on all nodes (the bound),
-//! and inter-node sync error p99 ≤ 250 µs. The 50 µs target is
-//! measured by `bench-sync` on a quiet machine (docs/benchmarks.md); this
+//! and inter-node sync error p99 ≤ 100 µs. The 50 µs target is
+//! measured over 10 minutes by `bench-sync` (docs/benchmarks.md); this
 //! test runs beside the rest of the suite on a shared 2-core machine,
-//! where it measured 30–55 µs p50 and ~100 µs p99 with other builds
-//! loading both cores, so its bound guards against regressions without
-//! failing on a noisy neighbour. Xruns are printed, not asserted, for the
-//! same reason (the soak benchmark counts them).
+//! where it measured p50 17 µs and p99 29 µs with other builds loading
+//! both cores (load average 7), so its bound guards against regressions
+//! without failing on a noisy neighbour. Xruns are printed, not asserted,
+//! for the same reason (the soak benchmark counts them).
 
 mod audio_support;
 
@@ -46,7 +46,7 @@ fn four_nodes_play_in_sync_through_seeks_and_pauses() {
         r.instants
     );
     assert!(
-        q(&r.spreads_us, 0.99) <= 250.0,
+        q(&r.spreads_us, 0.99) <= 100.0,
         "sync p99 {:.1} µs",
         q(&r.spreads_us, 0.99)
     );
