@@ -296,6 +296,11 @@ struct Shared {
     source: AtomicU8,
     realtime: AtomicU8,
     running: AtomicBool,
+    /// The decoder thread, which the output thread unparks each time it
+    /// frees room in the ring: the decoder refills at once and sleeps
+    /// otherwise, instead of polling (fewer wake-ups, and no lag between
+    /// room appearing and the refill).
+    decoder_thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 /// The running engine. Dropping it stops both threads (without draining).
@@ -572,12 +577,12 @@ impl Drop for Engine {
     }
 }
 
-/// How long the decoder sleeps when the ring has no room for a chunk:
-/// three quarters of a chunk's playing time, so it wakes about once per
-/// chunk (each wake-up costs more than the work for a small chunk) and
-/// still tops the ring up before it drains.
+/// The longest the decoder sleeps when the ring has no room for a chunk:
+/// two chunks' playing time. The output thread unparks it whenever it takes
+/// frames, so this bound only matters if a wake-up were lost; the decoder
+/// still hands the producer the output's timings at least this often.
 fn nap_for(chunk: usize, rate: u32) -> Duration {
-    Duration::from_micros(chunk as u64 * 750_000 / u64::from(rate.max(1)))
+    Duration::from_micros(chunk as u64 * 2_000_000 / u64::from(rate.max(1)))
 }
 
 /// The decoder thread: runs the producer, keeps the ring topped up, and
@@ -605,6 +610,8 @@ impl DecoderLoop {
         }
         let mut buf = vec![0.0f32; self.chunk * self.channels];
         let mut pushed = 0u64;
+        // Set once: a second `run` on the same engine cannot happen.
+        let _ = self.shared.decoder_thread.set(std::thread::current());
         let result = loop {
             if self.shared.stop.load(Ordering::Acquire) == STOP_NOW {
                 break Ok(());
@@ -615,7 +622,9 @@ impl DecoderLoop {
                 }
             }
             if self.ring.vacant_len() < buf.len() {
-                std::thread::sleep(self.nap);
+                // Until the output takes frames (it unparks us) or the nap
+                // ends; a spurious wake-up only loops.
+                std::thread::park_timeout(self.nap);
                 continue;
             }
             let device_frame = pushed + self.shared.underrun_frames.load(Ordering::Relaxed);
@@ -775,14 +784,14 @@ impl OutputLoop {
         }
         let source_done = self.shared.source.load(Ordering::Acquire) != SRC_RUNNING;
         let ch = self.channels;
-        let mut frames = self.consumer.pop_slice(&mut self.buf) / ch;
+        let mut frames = self.take(0);
         if frames < self.period {
             // Read again after seeing the source done: frames pushed just
             // before it ended must not be mistaken for missing ones.
             let source_done = source_done || {
                 let done = self.shared.source.load(Ordering::Acquire) != SRC_RUNNING;
                 if done {
-                    frames += self.consumer.pop_slice(&mut self.buf[frames * ch..]) / ch;
+                    frames += self.take(frames);
                 }
                 done
             };
@@ -812,7 +821,7 @@ impl OutputLoop {
                     && self.shared.stop.load(Ordering::Acquire) != STOP_NOW
                 {
                     std::thread::yield_now();
-                    frames += self.consumer.pop_slice(&mut self.buf[frames * ch..]) / ch;
+                    frames += self.take(frames);
                 }
                 if frames < self.period {
                     // The source just ended or we are stopping: come back.
@@ -836,6 +845,20 @@ impl OutputLoop {
         self.apply_gain(frames);
         self.write(frames)?;
         Ok(true)
+    }
+
+    /// Moves what the ring holds into the period buffer from frame `from`
+    /// on; returns the frames taken. Taking frames makes room, so the
+    /// decoder is unparked (a futex wake at most: no allocation, no lock).
+    fn take(&mut self, from: usize) -> usize {
+        let ch = self.channels;
+        let n = self.consumer.pop_slice(&mut self.buf[from * ch..]) / ch;
+        if n > 0
+            && let Some(decoder) = self.shared.decoder_thread.get()
+        {
+            decoder.unpark();
+        }
+        n
     }
 
     /// Multiplies the first `frames` frames by the gain, moving it towards
