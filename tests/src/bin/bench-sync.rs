@@ -62,7 +62,9 @@ fn main() -> Result<()> {
             })
         })
         .collect();
+    let load_before = load_average();
     let r = sync_run::run(&bin, args.seconds, args.every);
+    let load_after = load_average();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for b in busy {
         let _ = b.join();
@@ -85,7 +87,8 @@ fn main() -> Result<()> {
          | inter-node sync error (spread of 4 nodes) | {:.1} µs | {:.1} µs | {:.1} µs | p99 ≤ 50 µs |\n\
          | seek heard on every node ({} seeks): spread of the change instants | {:.1} µs | {:.1} µs | {:.1} µs | ≤ 1 ms |\n\n\
          Per node (xruns, underruns, re-cues, changes learnt late): {:?}.  \n\
-         Per node, median offset from node 0 (µs): emitted sound {:.1?}; mesh clock estimate {:.1?}.\n",
+         Per node, median offset from node 0 (µs): emitted sound {:.1?}; mesh clock estimate {:.1?}.  \n\
+         Machine load (1-minute load average) at the start and end of the run: {load_before} and {load_after} (2 cores; other work on the machine counts).\n",
         args.seconds,
         args.every,
         args.busy_threads,
@@ -117,4 +120,12 @@ fn main() -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The 1-minute load average, as text (`?` if unreadable).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
