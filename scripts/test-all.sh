@@ -77,10 +77,12 @@ else
 fi
 
 section "simulation report (8 nodes, 30 s)"
-cargo run --release -p autoharmonize-tests --bin simulate -- --nodes 8 --seconds 30
+# The test profile's build of this binary (dependencies optimised) is
+# already there from `cargo test`; the run is deterministic, so a release
+# build would only cost CI minutes. Benchmarks use --release.
+cargo run -p autoharmonize-tests --bin simulate -- --nodes 8 --seconds 30
 
 section "Debian package (amd64: build with cargo-deb, check contents)"
-# After the simulation report, so most of the release build is reused.
 bash scripts/build-deb.sh --check
 
 section "done in $((SECONDS - START))s"
