@@ -139,11 +139,13 @@ pub enum Verb {
         /// Volume in percent, 0 to 100.
         percent: String,
     },
-    /// List the tracks the room knows.
+    /// List the tracks the room holds: id, title, length, channels and
+    /// which speaker holds which stems.
     Tracks,
-    /// Load a track on every speaker.
+    /// Load a track on every speaker (paused at the start; then `play`).
     Load {
-        /// The track's id.
+        /// The track: its title, a unique start of its title, or the start
+        /// of its id (at least 4 hex digits), as `tracks` lists them.
         track: String,
     },
     /// Start a whole room on this computer: speakers playing a generated

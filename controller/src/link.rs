@@ -219,6 +219,34 @@ impl Link {
         Connection::of(&self.status(), self.waited(), self.give_up)
     }
 
+    /// Waits (at most `timeout`) until the room's catalogue has arrived:
+    /// every member's index and every track's description. Returns the
+    /// latest status either way; a catalogue still incomplete after the
+    /// timeout lists what has arrived (members that do not answer are
+    /// evicted from the view, and with them their tracks).
+    pub async fn catalogue(&self, timeout: Duration) -> Arc<NodeStatus> {
+        let mut rx = self.status.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = rx.borrow_and_update().clone();
+            // A fresh member knows nobody's index until the first
+            // heartbeats: wait until the view's speakers gave names too.
+            let named = st
+                .view
+                .iter()
+                .all(|m| m.name.is_some() || m.role == "controller");
+            if st.catalogue_complete && named && st.room.is_some() {
+                return st;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.status();
+            }
+        }
+    }
+
     /// Waits until the controller is in the room and the room has
     /// decided something since (so its state is current).
     ///
