@@ -96,6 +96,10 @@ pub struct RoomArgs {
     /// Seconds to look for the room before saying no speaker was found.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
     pub wait: u64,
+    /// The name the room shows for this controller (at most 32 bytes are
+    /// sent). Default: this computer's hostname, marked "(controller)".
+    #[arg(long, value_name = "NAME", global = true)]
+    pub name: Option<String>,
 }
 
 /// One thing to do.

@@ -46,6 +46,9 @@ pub struct LinkConfig {
     pub heartbeat_ms: u64,
     /// How long silence means there is no speaker.
     pub give_up: Duration,
+    /// The name the room shows for this controller (`None`: the
+    /// hostname, marked as a controller).
+    pub name: Option<String>,
 }
 
 /// Why the controller could not do what was asked. Retrying helps for
@@ -136,7 +139,12 @@ impl Link {
         let (mesh, status) = Mesh::new(MeshSetup {
             id,
             boot,
-            name: format!("controller-{}", &id.to_string()[..8]),
+            name: cfg.name.clone().unwrap_or_else(|| {
+                autoharmonize_node::config::hostname().map_or_else(
+                    || format!("controller-{}", &id.to_string()[..8]),
+                    |h| format!("{h} (controller)"),
+                )
+            }),
             member: mesh::member_config_for(Role::Controller, cfg.heartbeat_ms, None),
             key,
             socket,

@@ -118,6 +118,7 @@ fn link_config(room: &RoomArgs) -> Result<LinkConfig, Failure> {
         mdns_interfaces: room.mdns_interfaces.clone(),
         heartbeat_ms: room.heartbeat_ms,
         give_up: Duration::from_secs(room.wait),
+        name: room.name.clone(),
     })
 }
 

@@ -18,6 +18,10 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+fn m_is_speaker(name: &str) -> bool {
+    name.starts_with("speaker")
+}
+
 fn alpha() -> TrackSpec {
     TrackSpec {
         folder: "alpha",
@@ -127,6 +131,8 @@ fn tracks_lists_the_room_and_load_switches_every_node() {
             .expect("view")
             .iter()
             .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            // A controller that just ran may still be in the view.
+            .filter(|n| m_is_speaker(n))
             .collect();
         names.sort();
         assert_eq!(names, ["speaker0", "speaker1", "speaker2"], "node {i}");

@@ -662,7 +662,10 @@ fn pick_list(
     }
 }
 
-fn hostname() -> Option<String> {
+/// This computer's hostname, if it is valid UTF-8: the default name of a
+/// speaker (and of a controller).
+#[must_use]
+pub fn hostname() -> Option<String> {
     gethostname::gethostname().into_string().ok()
 }
 
