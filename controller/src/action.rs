@@ -308,12 +308,16 @@ mod tests {
             Ok(Event::Load { channels: 3, .. })
         ));
         // "Mo" matches two titles: ambiguous, both named.
-        let ambiguous = load_event(&tracks, "Mo").unwrap_err().to_string();
+        let ambiguous = load_event(&tracks, "Mo")
+            .expect_err("two titles match")
+            .to_string();
         assert!(
             ambiguous.contains("Morning") && ambiguous.contains("Mourning Dove"),
             "{ambiguous}"
         );
-        let unknown = load_event(&tracks, "Evening").unwrap_err().to_string();
+        let unknown = load_event(&tracks, "Evening")
+            .expect_err("no title matches")
+            .to_string();
         assert!(unknown.contains("no track called 'Evening'"), "{unknown}");
         assert!(matches!(
             load_event(&tracks, "Broken"),
