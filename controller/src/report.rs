@@ -242,6 +242,30 @@ mod tests {
     }
 
     #[test]
+    fn tracks_list_marks_the_loaded_one_and_notes_an_incomplete_catalogue() {
+        let mut m = state();
+        m.tracks = vec![crate::mixer::TrackChoice {
+            id: "ab".repeat(16),
+            short_id: "abababab".into(),
+            title: "Morning".into(),
+            length: "3:05".into(),
+            length_frames: 48_000 * 185,
+            channels: vec!["drums".into(), "bass".into()],
+            holders: vec!["kitchen (all)".into(), "hall (bass)".into()],
+            loaded: true,
+        }];
+        let s = tracks(&m, true);
+        let line = s.lines().nth(1).expect("a track line");
+        assert!(line.starts_with("* abababab  Morning"), "{s}");
+        assert!(line.contains("3:05") && line.contains("drums, bass"), "{s}");
+        assert!(line.ends_with("kitchen (all); hall (bass)"), "{s}");
+        assert!(!s.contains("note"));
+        assert!(tracks(&m, false).contains("may be incomplete"));
+        m.tracks.clear();
+        assert!(tracks(&m, true).contains("no member of the room holds one"));
+    }
+
+    #[test]
     fn applied_notes_a_different_outcome() {
         let m = state();
         let ok = applied(
