@@ -4,15 +4,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
+use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track, stem_index};
 use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
+use autoharmonize_node::library::Library;
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
 use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::seal::GroupKey;
+use autoharmonize_protocol::transport::LoadedTrack;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
 use std::sync::Arc;
@@ -72,7 +74,18 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
     let player_config = player_config(config);
-    let (channels, stem) = Player::channels_of(&player_config);
+    let default = player_config
+        .default_track
+        .and_then(|id| player_config.library.get(id));
+    // The room this speaker founds starts with its default track; its
+    // channel index of that track goes in the view.
+    let channels = default.map_or(FALLBACK_CHANNELS, |t| t.stems.len());
+    let stem = default.and_then(|t| stem_index(&t.track, &player_config.stem));
+    let founding_track = default.map(|t| LoadedTrack {
+        id: t.id(),
+        length: t.info.length,
+    });
+    let library = player_config.library.holdings();
     // Audio before the mesh: a speaker that cannot open its output still
     // joins the room (it may come back after a reconfiguration), and says so.
     let player = match Player::start(&player_config, Arc::new(clock)) {
@@ -85,6 +98,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let mut member_config =
         mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
     member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
+    member_config.track = founding_track;
     let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,6 +128,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             clock,
             player,
             health: health_rx,
+            library,
         });
         let mut watchdog = supervisor.watchdog();
         if cli.test.test_stall_on_sigusr1 {
@@ -170,17 +185,39 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     Ok(())
 }
 
-/// The player's settings from the node's configuration.
+/// Channels of a room founded by a speaker without any track (the
+/// protocol's default room size).
+const FALLBACK_CHANNELS: usize = 4;
+
+/// The player's settings from the node's configuration: the library (the
+/// media directory, plus the `track` folder if it lies outside), and the
+/// default track (`track`, else the media directory's first track folder).
 fn player_config(config: &Config) -> PlayerConfig {
-    let track_dir = match find_track(&config.media_dir, config.audio.track.as_deref()) {
-        Ok(dir) => dir,
+    let track_dir = find_track(&config.media_dir, config.audio.track.as_deref());
+    let extra: Vec<std::path::PathBuf> = match &track_dir {
+        Ok(dir) if !dir.starts_with(&config.media_dir) => vec![dir.clone()],
+        _ => Vec::new(),
+    };
+    let library = Arc::new(Library::open(&config.media_dir, &extra, &config.state_dir));
+    let default_track = match &track_dir {
+        Ok(dir) => match library.by_folder(dir) {
+            Some(t) => Some(t.id()),
+            None => {
+                warn!(
+                    "the track {} is not a usable track folder; the room starts with no track and this speaker plays silence in sync until one is loaded",
+                    dir.display()
+                );
+                None
+            }
+        },
         Err(problem) => {
-            warn!("{problem}; playing silence in sync until a track is there");
-            config.media_dir.clone()
+            warn!("{problem}; playing silence in sync until a track is loaded");
+            None
         }
     };
     PlayerConfig {
-        track_dir,
+        library,
+        default_track,
         stem: match &config.channel {
             ChannelSpec::All => StemChoice::All,
             ChannelSpec::Index(i) => StemChoice::Index(usize::from(*i)),

@@ -16,6 +16,8 @@
 //! - [`choice`]: the deterministic choice function over one round's votes.
 //! - [`clock`]: NTP-style offset and drift estimation.
 //! - [`content`]: content hashes naming stems, chunks and tracks.
+//! - [`catalogue`]: which tracks the room holds, who holds which stems, and
+//!   members' names.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalogue;
 pub mod choice;
 pub mod clock;
 pub mod content;
