@@ -15,19 +15,6 @@ use serde_json::Value;
 use support::webdriver::{self, Browser};
 use support::{LoopRoom, Mixer, TrackSpec, wait_for};
 
-fn prerequisites() -> bool {
-    match webdriver::available() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("browser test prerequisite missing under CI: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED browser_picker_loads_a_track: {e}");
-            false
-        }
-    }
-}
-
 fn library() -> Vec<TrackSpec> {
     vec![
         TrackSpec {
@@ -45,7 +32,7 @@ fn library() -> Vec<TrackSpec> {
 
 #[test]
 fn the_picker_loads_a_track_on_every_node() {
-    if !prerequisites() {
+    if !webdriver::prerequisites("browser_picker_loads_a_track") {
         return;
     }
     let room = LoopRoom::start_with_libraries(&[library(), library()]);
