@@ -16,6 +16,8 @@
 //! - [`choice`]: the deterministic choice function over one round's votes.
 //! - [`clock`]: NTP-style offset and drift estimation.
 //! - [`content`]: content hashes naming stems, chunks and tracks.
+//! - [`fetch`]: which chunk of a streamed stem to fetch next, from whom.
+//! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
@@ -32,6 +34,8 @@ pub mod choice;
 pub mod clock;
 pub mod content;
 pub mod event;
+pub mod exchange;
+pub mod fetch;
 pub mod ids;
 pub mod member;
 pub mod membership;
