@@ -12,6 +12,7 @@
 //! - [`discovery`]: finding the other speakers over mDNS.
 //! - [`gpio`]: buttons that cast votes and the status LED.
 //! - [`notify`]: systemd readiness and watchdog notifications.
+//! - [`stream`]: peer-to-peer stem streaming (chunk exchange, cache, fetcher).
 //!
 //! The binary (`src/main.rs`) only strings these together; logic lives here
 //! so tests can reach it.
@@ -30,3 +31,4 @@ pub mod logging;
 pub mod mesh;
 pub mod notify;
 pub mod status;
+pub mod stream;

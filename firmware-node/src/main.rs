@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
-use autoharmonize_node::audio::track::StemChoice;
+use autoharmonize_node::audio::track::{StemChoice, Track};
+use autoharmonize_node::stream::link::LinkOptions;
+use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
+use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
@@ -72,6 +75,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
     let player_config = player_config(config);
+    let streaming = start_streaming(cli, config, &key, &player_config)?;
     let (channels, stem) = Player::channels_of(&player_config);
     // Audio before the mesh: a speaker that cannot open its output still
     // joins the room (it may come back after a reconfiguration), and says so.
@@ -168,6 +172,40 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     })?;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the chunk exchange (TCP, on the mesh's port) and the chunk
+/// cache, and serves this speaker's stems from a background thread (hashing
+/// them takes a moment; the mesh does not wait for it).
+fn start_streaming(
+    cli: &Cli,
+    config: &Config,
+    key: &GroupKey,
+    player: &PlayerConfig,
+) -> anyhow::Result<Arc<Streaming>> {
+    let streaming = Arc::new(Streaming::start(
+        &StreamConfig {
+            listen: config.listen,
+            cache_dir: config.cache_dir.clone(),
+            cache_max_bytes: config.cache_max_bytes,
+            link: LinkOptions {
+                delay: std::time::Duration::from_millis(cli.test.test_link_delay_ms),
+            },
+        },
+        LinkKey::from_group(key),
+        Arc::new(StaticHolders(config.peers.clone())),
+    )?);
+    let stems: Vec<std::path::PathBuf> = Track::open(&player.track_dir)
+        .map(|t| t.stems().iter().map(|s| s.path.clone()).collect())
+        .unwrap_or_default();
+    let s = Arc::clone(&streaming);
+    std::thread::Builder::new()
+        .name("ah-hash".into())
+        .spawn(move || {
+            s.serve_files(stems);
+        })
+        .context("starting the stem hashing thread")?;
+    Ok(streaming)
 }
 
 /// The player's settings from the node's configuration.

@@ -1,0 +1,368 @@
+//! Peer-to-peer stem streaming: a speaker plays a stem it does not hold by
+//! fetching it, chunk by chunk, from speakers that do — in sync.
+//!
+//! Pieces, each in its module:
+//! - [`link`]: the chunk exchange over TCP, authenticated with the room's
+//!   secret (`protocol::exchange`), a server for what this speaker holds
+//!   and pipelined client connections to holders;
+//! - [`cache`]: the on-disk chunk cache, verified on arrival and on
+//!   restart, bounded in size;
+//! - [`fetcher`]: one loop per streamed stem driving
+//!   `protocol::fetch::FetchPlan` (demand first, a prefetch window sized
+//!   from measured latency and throughput, spread over holders, failures
+//!   moved elsewhere);
+//! - [`source`]: the decoder's side, an `AudioSource` that plays silence in
+//!   sync where data is missing and rejoins at the right frame.
+//!
+//! Threads: everything network- and disk-bound runs on its own thread
+//! (`ah-stream`, a tokio runtime of its own), so neither the mesh loop nor
+//! the decoder ever waits for a peer. The decoder only reads cached chunk
+//! files and flips atomics.
+//!
+//! Who holds what comes from outside through [`Holders`] (the room's
+//! catalogue of holdings, or a static list of peers to ask).
+
+pub mod cache;
+pub mod fetcher;
+pub mod link;
+pub mod source;
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context as _;
+use autoharmonize_protocol::content::{Manifest, ManifestBuilder, StemHash};
+use autoharmonize_protocol::exchange::LinkKey;
+use tracing::{info, warn};
+
+use crate::audio::StreamSpec;
+use cache::ChunkCache;
+use fetcher::FetchStatus;
+use link::{ChunkSource, LinkOptions};
+use source::{StreamShared, StreamedStem};
+
+/// The default TCP port of the chunk exchange.
+pub const DEFAULT_PORT: u16 = 7712;
+
+/// Who holds a stem: addresses of their chunk exchange.
+pub trait Holders: Send + Sync {
+    /// The exchange addresses of members holding `stem` (may include
+    /// members that turn out not to; they answer "not found").
+    fn holders(&self, stem: StemHash) -> Vec<SocketAddr>;
+}
+
+/// Every listed peer is asked for every stem: for a room without a
+/// catalogue of holdings (or as its fallback).
+#[derive(Clone, Debug, Default)]
+pub struct StaticHolders(pub Vec<SocketAddr>);
+
+impl Holders for StaticHolders {
+    fn holders(&self, _stem: StemHash) -> Vec<SocketAddr> {
+        self.0.clone()
+    }
+}
+
+/// How the node streams.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// TCP address of this node's chunk exchange server.
+    pub listen: SocketAddr,
+    /// Directory of the chunk cache.
+    pub cache_dir: PathBuf,
+    /// Size bound of the chunk cache, bytes.
+    pub cache_max_bytes: u64,
+    /// Test-only link delay (see [`link::LinkOptions`]).
+    pub link: LinkOptions,
+}
+
+/// The stems this node serves: files it holds, plus its cached chunks.
+#[derive(Debug)]
+struct Served {
+    files: RwLock<HashMap<StemHash, (PathBuf, Manifest)>>,
+    cache: Arc<ChunkCache>,
+}
+
+impl ChunkSource for Served {
+    fn manifest(&self, stem: StemHash) -> Option<Vec<u8>> {
+        if let Some((_, m)) = self
+            .files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&stem)
+        {
+            return Some(m.to_bytes());
+        }
+        self.cache.stem(stem).map(|v| v.manifest().to_bytes())
+    }
+
+    fn chunk(&self, stem: StemHash, index: u64) -> Option<Vec<u8>> {
+        let file = self
+            .files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&stem)
+            .cloned();
+        if let Some((path, m)) = file {
+            let (start, end) = m.chunk_range(index)?;
+            let mut buf = vec![0u8; usize::try_from(end - start).ok()?];
+            let f = std::fs::File::open(&path).ok()?;
+            f.read_exact_at(&mut buf, start).ok()?;
+            return Some(buf);
+        }
+        let view = self.cache.stem(stem)?;
+        if !view.has(index) {
+            return None;
+        }
+        let (start, end) = view.manifest().chunk_range(index)?;
+        let mut buf = vec![0u8; usize::try_from(end - start).ok()?];
+        let mut at = 0;
+        while at < buf.len() {
+            match view.read_at(start + at as u64, &mut buf[at..]) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => at += n,
+            }
+        }
+        Some(buf)
+    }
+}
+
+/// The running streaming service (see the module doc).
+pub struct Streaming {
+    runtime: tokio::runtime::Handle,
+    cache: Arc<ChunkCache>,
+    served: Arc<Served>,
+    key: LinkKey,
+    holders: Arc<dyn Holders>,
+    link: LinkOptions,
+    listen: SocketAddr,
+    fetches: Mutex<Vec<Arc<Mutex<FetchStatus>>>>,
+}
+
+impl std::fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the status endpoint shows of streaming.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StreamingStatus {
+    /// The exchange's address.
+    pub listen: String,
+    /// Stems served from files.
+    pub serving: usize,
+    /// Bytes in the chunk cache.
+    pub cache_bytes: u64,
+    /// Each stem being streamed.
+    pub stems: Vec<FetchStatus>,
+}
+
+impl Streaming {
+    /// Opens (and verifies) the cache, binds the exchange server and
+    /// starts the `ah-stream` thread.
+    ///
+    /// # Errors
+    /// The cache directory is unusable or the address cannot be bound.
+    pub fn start(
+        config: &StreamConfig,
+        key: LinkKey,
+        holders: Arc<dyn Holders>,
+    ) -> anyhow::Result<Streaming> {
+        let (cache, _report) = ChunkCache::open(&config.cache_dir, config.cache_max_bytes)
+            .with_context(|| format!("the chunk cache in {}", config.cache_dir.display()))?;
+        let cache = Arc::new(cache);
+        let served = Arc::new(Served {
+            files: RwLock::default(),
+            cache: Arc::clone(&cache),
+        });
+        let std_listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding the chunk exchange to {}", config.listen))?;
+        std_listener
+            .set_nonblocking(true)
+            .context("the chunk exchange socket")?;
+        let listen = std_listener.local_addr().unwrap_or(config.listen);
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let server_key = key.clone();
+        let source: Arc<dyn ChunkSource> = Arc::clone(&served) as Arc<dyn ChunkSource>;
+        std::thread::Builder::new()
+            .name("ah-stream".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(rt.handle().clone()));
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => link::serve(l, server_key, source).await,
+                        Err(e) => warn!("chunk exchange: {e}"),
+                    }
+                });
+            })
+            .context("starting the streaming thread")?;
+        let runtime = handle_rx
+            .recv()
+            .context("the streaming thread stopped")?
+            .context("starting the streaming runtime")?;
+        info!(%listen, cache = %config.cache_dir.display(), cache_max_mib = config.cache_max_bytes >> 20, "chunk exchange listening");
+        Ok(Streaming {
+            runtime,
+            cache,
+            served,
+            key,
+            holders,
+            link: config.link,
+            listen,
+            fetches: Mutex::default(),
+        })
+    }
+
+    /// The exchange's bound address.
+    #[must_use]
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Serves the stem file at `path` (already hashed as `manifest`).
+    pub fn serve_file(&self, path: PathBuf, manifest: Manifest) {
+        let stem = manifest.stem_hash();
+        self.served
+            .files
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stem, (path, manifest));
+    }
+
+    /// Hashes the stem files at `paths` on a blocking thread and serves
+    /// them; returns their stem hashes (in order, `None` for a file that
+    /// cannot be read).
+    pub fn serve_files(&self, paths: Vec<PathBuf>) -> Vec<Option<StemHash>> {
+        paths
+            .into_iter()
+            .map(|p| match hash_file(&p) {
+                Ok(m) => {
+                    let stem = m.stem_hash();
+                    info!(path = %p.display(), %stem, "serving stem");
+                    self.serve_file(p, m);
+                    Some(stem)
+                }
+                Err(e) => {
+                    warn!(path = %p.display(), "cannot hash a stem to serve it: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// An `AudioSource` playing `stem` as it streams in, shaped `spec`;
+    /// starts its fetch loop (which stops when the source is dropped).
+    #[must_use]
+    pub fn stream(&self, stem: StemHash, spec: StreamSpec) -> StreamedStem {
+        let shared = Arc::new(StreamShared::new(stem));
+        let alive = Arc::new(());
+        let status = Arc::new(Mutex::new(fetcher::pending_status(stem)));
+        self.fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&status));
+        self.runtime.spawn(fetcher::run(
+            Arc::clone(&shared),
+            Arc::downgrade(&alive),
+            Arc::clone(&self.cache),
+            self.key.clone(),
+            Arc::clone(&self.holders),
+            self.link,
+            status,
+        ));
+        StreamedStem::new(shared, spec, alive)
+    }
+
+    /// The status snapshot.
+    #[must_use]
+    pub fn status(&self) -> StreamingStatus {
+        let stems = self
+            .fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .collect();
+        StreamingStatus {
+            listen: self.listen.to_string(),
+            serving: self
+                .served
+                .files
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len(),
+            cache_bytes: self.cache.used_bytes(),
+            stems,
+        }
+    }
+}
+
+/// The manifest of the file at `path`, read in 1 MiB pieces.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
+    let mut f = std::fs::File::open(path)?;
+    let mut b = ManifestBuilder::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(b.finish());
+        }
+        b.update(&buf[..n]);
+    }
+}
+
+/// Parses a cache size such as `512M`, `2G` or `1048576` (bytes).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size (bytes, or a number with K, M or G, e.g. 512M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}
