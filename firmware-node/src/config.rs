@@ -879,8 +879,8 @@ fn resolve(
     };
     let cache_max_bytes = match pick(args.cache_max.clone(), "--cache-max", file.cache_max) {
         Some((text, layer)) => {
-            let bytes = crate::stream::parse_size(&text)
-                .map_err(|p| r.invalid(layer, "cache_max", p))?;
+            let bytes =
+                crate::stream::parse_size(&text).map_err(|p| r.invalid(layer, "cache_max", p))?;
             if bytes < MIN_CACHE_BYTES {
                 return Err(r.invalid(
                     layer,

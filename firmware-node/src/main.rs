@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
 use autoharmonize_node::audio::track::{StemChoice, Track};
-use autoharmonize_node::stream::link::LinkOptions;
-use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
-use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
+use autoharmonize_node::stream::link::LinkOptions;
+use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
 use autoharmonize_node::{gpio, identity, logging, status};
+use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
@@ -75,7 +75,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
     let player_config = player_config(config);
-    let streaming = start_streaming(cli, config, &key, &player_config)?;
+    let _streaming = start_streaming(cli, config, &key, &player_config)?;
     let (channels, stem) = Player::channels_of(&player_config);
     // Audio before the mesh: a speaker that cannot open its output still
     // joins the room (it may come back after a reconfiguration), and says so.

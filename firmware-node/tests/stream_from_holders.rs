@@ -114,17 +114,27 @@ fn play(src: &mut StreamedStem, refr: &[f32], until: u64, timeout: Duration) -> 
     while real < until && start.elapsed() < timeout {
         let pos = src.position();
         let n = src.read(&mut buf).expect("streamed read never fails");
-        assert_eq!(src.position(), pos + n as u64, "position follows every frame");
+        assert_eq!(
+            src.position(),
+            pos + n as u64,
+            "position follows every frame"
+        );
         if n == 0 {
             break;
         }
         let got = &buf[..n * 2];
-        std::thread::sleep(Duration::from_micros(BLOCK as u64 * 1_000_000 / u64::from(RATE)));
+        std::thread::sleep(Duration::from_micros(
+            BLOCK as u64 * 1_000_000 / u64::from(RATE),
+        ));
         if got.iter().all(|&x| x == 0.0) {
             silent += n as u64;
         } else {
             let at = usize::try_from(pos).expect("pos") * 2;
-            assert_eq!(got, &refr[at..at + n * 2], "frames {pos}.. are the stem's own");
+            assert_eq!(
+                got,
+                &refr[at..at + n * 2],
+                "frames {pos}.. are the stem's own"
+            );
             real += n as u64;
         }
     }
@@ -132,7 +142,11 @@ fn play(src: &mut StreamedStem, refr: &[f32], until: u64, timeout: Duration) -> 
 }
 
 fn stem_status(s: &Streaming) -> autoharmonize_node::stream::fetcher::FetchStatus {
-    s.status().stems.into_iter().next().expect("one streamed stem")
+    s.status()
+        .stems
+        .into_iter()
+        .next()
+        .expect("one streamed stem")
 }
 
 #[test]
@@ -144,12 +158,24 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
     let stem = hash_file(&file).expect("hash").stem_hash();
     let a = holder(dir.path(), "a", Some((&file, &file)));
     let b = holder(dir.path(), "b", Some((&file, &file)));
-    let c = client(dir.path(), "c-cache", vec![a.listen_addr(), b.listen_addr()]);
+    let c = client(
+        dir.path(),
+        "c-cache",
+        vec![a.listen_addr(), b.listen_addr()],
+    );
     let mut src = c.stream(stem, SPEC);
 
     // From the start: silence until the first chunks are in, then exact.
-    let (real, silent) = play(&mut src, &refr, 3 * u64::from(RATE), Duration::from_secs(20));
-    assert!(real >= 3 * u64::from(RATE), "3 s of real audio, got {real} frames ({silent} silent)");
+    let (real, silent) = play(
+        &mut src,
+        &refr,
+        3 * u64::from(RATE),
+        Duration::from_secs(20),
+    );
+    assert!(
+        real >= 3 * u64::from(RATE),
+        "3 s of real audio, got {real} frames ({silent} silent)"
+    );
 
     // A seek far ahead: silence (in sync) until the data is there, then
     // exactly the frames from the target on.
@@ -161,7 +187,12 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
 
     let s = stem_status(&c);
     eprintln!("status: {s:?}");
-    assert_eq!(s.per_holder.len(), 2, "both holders served chunks: {:?}", s.per_holder);
+    assert_eq!(
+        s.per_holder.len(),
+        2,
+        "both holders served chunks: {:?}",
+        s.per_holder
+    );
     assert!(s.per_holder.iter().all(|(_, n)| *n > 0));
     assert_eq!(s.rejected, 0);
     // Nothing far beyond the window after the seek was fetched: the
@@ -178,7 +209,11 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
     // A restart with the same cache: plays at once, fetches nothing of
     // what it had.
     let fetched_before = s.fetched_bytes;
-    let c2 = client(dir.path(), "c-cache", vec![a.listen_addr(), b.listen_addr()]);
+    let c2 = client(
+        dir.path(),
+        "c-cache",
+        vec![a.listen_addr(), b.listen_addr()],
+    );
     let mut src = c2.stream(stem, SPEC);
     let (real, _) = play(&mut src, &refr, u64::from(RATE), Duration::from_secs(10));
     assert!(real >= u64::from(RATE));
@@ -206,10 +241,22 @@ fn a_tampered_chunk_is_rejected_and_fetched_from_the_other_holder() {
     std::fs::write(&bad, bytes).expect("write");
     let a = holder(dir.path(), "a", Some((&bad, &file)));
     let b = holder(dir.path(), "b", Some((&file, &file)));
-    let c = client(dir.path(), "c-cache", vec![a.listen_addr(), b.listen_addr()]);
+    let c = client(
+        dir.path(),
+        "c-cache",
+        vec![a.listen_addr(), b.listen_addr()],
+    );
     let mut src = c.stream(stem, SPEC);
-    let (real, _) = play(&mut src, &refr, 5 * u64::from(RATE), Duration::from_secs(20));
-    assert!(real >= 5 * u64::from(RATE), "5 s of exact audio, got {real}");
+    let (real, _) = play(
+        &mut src,
+        &refr,
+        5 * u64::from(RATE),
+        Duration::from_secs(20),
+    );
+    assert!(
+        real >= 5 * u64::from(RATE),
+        "5 s of exact audio, got {real}"
+    );
     let s = stem_status(&c);
     eprintln!("status: {s:?}");
     assert!(s.rejected > 0, "the tampered chunks were seen and rejected");
@@ -251,8 +298,10 @@ fn a_stranger_without_the_secret_gets_nothing() {
     {
         use std::io::{Read as _, Write as _};
         let mut raw = std::net::TcpStream::connect(a.listen_addr()).expect("connect");
-        raw.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        raw.write_all(&autoharmonize_protocol::exchange::MAGIC).expect("hello");
+        raw.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        raw.write_all(&autoharmonize_protocol::exchange::MAGIC)
+            .expect("hello");
         raw.write_all(&[7u8; 32]).expect("nonce");
         let mut reply = [0u8; 64];
         raw.read_exact(&mut reply).expect("server nonce and proof");
@@ -267,9 +316,17 @@ fn a_stranger_without_the_secret_gets_nothing() {
         let _ = raw.write_all(&[0u8; 32]);
         let mut rest = Vec::new();
         let _ = raw.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "the server sent {} bytes to a stranger", rest.len());
+        assert!(
+            rest.is_empty(),
+            "the server sent {} bytes to a stranger",
+            rest.len()
+        );
     }
     // The room's own key connects.
-    let ok = rt.block_on(Peer::connect(a.listen_addr(), &key(SECRET), LinkOptions::default()));
+    let ok = rt.block_on(Peer::connect(
+        a.listen_addr(),
+        &key(SECRET),
+        LinkOptions::default(),
+    ));
     assert!(ok.is_ok(), "{ok:?}");
 }

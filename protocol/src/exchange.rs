@@ -436,13 +436,21 @@ mod tests {
             )
         };
         let (b1, t1) = split(&f1);
-        assert_eq!(srx.clone().check(&b1, &t1), Err(ExchangeError::BadTag), "out of order");
+        assert_eq!(
+            srx.clone().check(&b1, &t1),
+            Err(ExchangeError::BadTag),
+            "out of order"
+        );
         let (b0, t0) = split(&f0);
         let mut altered = b0.clone();
         altered[0] ^= 1;
         assert_eq!(srx.clone().check(&altered, &t0), Err(ExchangeError::BadTag));
         srx.check(&b0, &t0).unwrap();
-        assert_eq!(srx.clone().check(&b0, &t0), Err(ExchangeError::BadTag), "replay");
+        assert_eq!(
+            srx.clone().check(&b0, &t0),
+            Err(ExchangeError::BadTag),
+            "replay"
+        );
         srx.check(&b1, &t1).unwrap();
         assert_eq!(
             FrameChecker::body_len((MAX_BODY as u32 + 1).to_le_bytes()),

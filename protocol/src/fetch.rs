@@ -495,7 +495,12 @@ mod tests {
         LocalTime(ms * 1_000_000)
     }
 
-    fn drain(p: &mut FetchPlan, now: LocalTime, playhead: u64, demand: Option<u64>) -> Vec<Request> {
+    fn drain(
+        p: &mut FetchPlan,
+        now: LocalTime,
+        playhead: u64,
+        demand: Option<u64>,
+    ) -> Vec<Request> {
         let mut v = Vec::new();
         while let Some(r) = p.next_request(now, playhead, demand) {
             v.push(r);
@@ -544,7 +549,8 @@ mod tests {
         p.holder_lost(1);
         // As holder 2 delivers, everything holder 1 had is asked of it.
         let mut again = Vec::new();
-        let mut outstanding: Vec<Request> = first.iter().filter(|r| r.holder == 2).copied().collect();
+        let mut outstanding: Vec<Request> =
+            first.iter().filter(|r| r.holder == 2).copied().collect();
         for round in 0..20 {
             for r in outstanding.drain(..) {
                 p.completed(t(5 + round), r.chunk, r.holder, CHUNK);
@@ -554,7 +560,11 @@ mod tests {
             again.extend(outstanding.iter().copied());
         }
         for r in first.iter().filter(|r| r.holder == 1) {
-            assert!(again.iter().any(|a| a.chunk == r.chunk), "chunk {} re-asked", r.chunk);
+            assert!(
+                again.iter().any(|a| a.chunk == r.chunk),
+                "chunk {} re-asked",
+                r.chunk
+            );
         }
     }
 
@@ -574,7 +584,13 @@ mod tests {
         one.set_holders(&[7]);
         let r = one.next_request(t(0), 0, Some(3)).unwrap();
         one.rejected(3, 7);
-        assert_eq!(one.next_request(t(1), 0, Some(3)), Some(Request { chunk: 3, holder: 7 }));
+        assert_eq!(
+            one.next_request(t(1), 0, Some(3)),
+            Some(Request {
+                chunk: 3,
+                holder: 7
+            })
+        );
         let _ = r;
     }
 
@@ -603,7 +619,12 @@ mod tests {
             let r = slow.next_request(t(i * 100), 0, Some(i)).unwrap();
             slow.completed(t(i * 100 + 400), r.chunk, 1, CHUNK);
         }
-        assert!(slow.window() > fast.window(), "{} vs {}", slow.window(), fast.window());
+        assert!(
+            slow.window() > fast.window(),
+            "{} vs {}",
+            slow.window(),
+            fast.window()
+        );
     }
 
     proptest! {

@@ -128,7 +128,10 @@ impl GroupKey {
     /// expand with `label`, which must not start with the datagram label.
     #[must_use]
     pub fn subkey(&self, label: &[u8]) -> [u8; 32] {
-        debug_assert!(!label.starts_with(KEY_LABEL), "label collides with datagram keys");
+        debug_assert!(
+            !label.starts_with(KEY_LABEL),
+            "label collides with datagram keys"
+        );
         let mut key = [0u8; 32];
         self.hkdf
             .expand(label, &mut key)

@@ -155,7 +155,8 @@ impl StemView {
         let n = usize::try_from(end - offset)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        let read = File::open(self.chunk_path(i)).and_then(|f| f.read_at(&mut buf[..n], offset - start));
+        let read =
+            File::open(self.chunk_path(i)).and_then(|f| f.read_at(&mut buf[..n], offset - start));
         match read {
             Ok(got) if got > 0 => {
                 self.touch(i);
@@ -303,7 +304,10 @@ impl ChunkCache {
                 }
                 match name.parse::<u64>() {
                     Ok(i) => {
-                        let at = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                        let at = e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH);
                         files.push((at, i, p));
                     }
                     Err(_) => {
@@ -392,9 +396,7 @@ impl ChunkCache {
         write_atomically(&dir.join("manifest"), &manifest.to_bytes())
             .map_err(io(&dir.join("manifest")))?;
         let view = self.view(stem, manifest);
-        Ok(Arc::clone(
-            self.lock().stems.entry(stem).or_insert(view),
-        ))
+        Ok(Arc::clone(self.lock().stems.entry(stem).or_insert(view)))
     }
 
     /// Verifies and stores chunk `i` of `view`'s stem, then evicts down to
@@ -510,7 +512,10 @@ mod tests {
             }
             let mut buf = [0u8; 100];
             assert_eq!(view.read_at(CHUNK_SIZE - 50, &mut buf), Ok(50));
-            assert_eq!(&buf[..50], &bytes[CHUNK_SIZE as usize - 50..CHUNK_SIZE as usize]);
+            assert_eq!(
+                &buf[..50],
+                &bytes[CHUNK_SIZE as usize - 50..CHUNK_SIZE as usize]
+            );
         }
         // Damage one chunk on disk: the restart keeps the rest and drops it.
         let chunk2 = dir.path().join(stem.to_string()).join("2");

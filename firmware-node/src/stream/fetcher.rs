@@ -112,14 +112,18 @@ pub(crate) async fn run(
             let Some(peer) = connect(addr, &key, options, &mut peers, &mut failed_at).await else {
                 continue;
             };
-            match tokio::time::timeout(ASK_TIMEOUT, peer.ask(Request::Manifest { id: 0, stem })).await {
-                Ok(Ok(Response::Manifest { bytes, .. })) => match Manifest::from_bytes(stem, &bytes) {
-                    Ok(m) => {
-                        got = Some(m);
-                        break;
+            match tokio::time::timeout(ASK_TIMEOUT, peer.ask(Request::Manifest { id: 0, stem }))
+                .await
+            {
+                Ok(Ok(Response::Manifest { bytes, .. })) => {
+                    match Manifest::from_bytes(stem, &bytes) {
+                        Ok(m) => {
+                            got = Some(m);
+                            break;
+                        }
+                        Err(e) => warn!(%addr, %stem, "manifest refused: {e}"),
                     }
-                    Err(e) => warn!(%addr, %stem, "manifest refused: {e}"),
-                },
+                }
                 Ok(Ok(_)) => debug!(%addr, %stem, "holder does not have the manifest"),
                 Ok(Err(e)) => {
                     warn!(%stem, "manifest request failed: {e}");
@@ -168,7 +172,10 @@ pub(crate) async fn run(
             last_refresh = Some(Instant::now());
             let mut listed = Vec::new();
             for addr in holders.holders(stem) {
-                if connect(addr, &key, options, &mut peers, &mut failed_at).await.is_some() {
+                if connect(addr, &key, options, &mut peers, &mut failed_at)
+                    .await
+                    .is_some()
+                {
                     listed.push(key_of(&mut keys, addr));
                 }
             }
@@ -214,7 +221,15 @@ pub(crate) async fn run(
             .filter(|a| peers.contains_key(a))
             .map(ToString::to_string)
             .collect();
-        publish(&status, &shared, &view, &plan, asked, &per_holder, holders_lost);
+        publish(
+            &status,
+            &shared,
+            &view,
+            &plan,
+            asked,
+            &per_holder,
+            holders_lost,
+        );
         tokio::select! {
             answer = rx.recv() => {
                 let Some(Answer::Chunk(want, result)) = answer else { continue };
@@ -328,7 +343,10 @@ fn publish(
     s.timeouts = plan.timeout_count();
     s.holders_lost = holders_lost;
     s.holders = asked;
-    s.per_holder = per_holder.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    s.per_holder = per_holder
+        .iter()
+        .map(|(a, n)| (a.to_string(), *n))
+        .collect();
     s.per_holder.sort();
     s.window = plan.window();
     s.latency_ms = plan.latency_ns() as f64 / 1e6;

@@ -221,7 +221,11 @@ impl Peer {
     ///
     /// # Errors
     /// [`LinkError`]: unreachable, too slow, or not of this room.
-    pub async fn connect(addr: SocketAddr, key: &LinkKey, options: LinkOptions) -> Result<Peer, LinkError> {
+    pub async fn connect(
+        addr: SocketAddr,
+        key: &LinkKey,
+        options: LinkOptions,
+    ) -> Result<Peer, LinkError> {
         let io = |source| LinkError::Io { addr, source };
         let refused = |source| LinkError::Refused { addr, source };
         let handshake = async {
@@ -260,7 +264,14 @@ impl Peer {
             Arc::clone(&alive),
             options.delay,
         ));
-        tokio::spawn(read_loop(addr, r, checker, pending, Arc::clone(&alive), options.delay));
+        tokio::spawn(read_loop(
+            addr,
+            r,
+            checker,
+            pending,
+            Arc::clone(&alive),
+            options.delay,
+        ));
         Ok(Peer { addr, tx, alive })
     }
 

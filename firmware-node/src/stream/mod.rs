@@ -350,7 +350,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("'{s}' is not a size (bytes, or a number with K, M or G, e.g. 512M)"))
+        .ok_or_else(|| {
+            format!("'{s}' is not a size (bytes, or a number with K, M or G, e.g. 512M)")
+        })
 }
 
 #[cfg(test)]

@@ -97,7 +97,10 @@ impl Read for CacheReader {
                 self.missing.store(chunk, Ordering::Release);
                 // Not Interrupted (read_exact would spin) nor UnexpectedEof
                 // (the decoder would take it for the end).
-                Err(io::Error::new(io::ErrorKind::WouldBlock, "chunk not cached yet"))
+                Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "chunk not cached yet",
+                ))
             }
         }
     }
@@ -111,7 +114,8 @@ impl Seek for CacheReader {
             SeekFrom::End(d) => len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        let pos = pos.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        let pos = pos
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.pos = pos;
         Ok(pos)
     }
@@ -293,8 +297,8 @@ impl StreamedStem {
         };
         let len = view.manifest().len;
         let byte = u128::from(frame.min(total)) * u128::from(len) / u128::from(total);
-        let chunk = u64::try_from(byte).unwrap_or(u64::MAX)
-            / autoharmonize_protocol::content::CHUNK_SIZE;
+        let chunk =
+            u64::try_from(byte).unwrap_or(u64::MAX) / autoharmonize_protocol::content::CHUNK_SIZE;
         view.set_playhead(chunk);
     }
 }
@@ -325,7 +329,14 @@ impl AudioSource for StreamedStem {
                 if was_stalled && n > 0 {
                     self.shared.rejoins.fetch_add(1, Ordering::Relaxed);
                 }
-                map_channels(&self.scratch[..n * ch], ch, &mut out[..n * out_ch], out_ch, 1.0, false);
+                map_channels(
+                    &self.scratch[..n * ch],
+                    ch,
+                    &mut out[..n * out_ch],
+                    out_ch,
+                    1.0,
+                    false,
+                );
                 self.position += n as u64;
                 if n < frames {
                     self.ended = true;
@@ -361,6 +372,8 @@ impl AudioSource for StreamedStem {
     }
 
     fn skipped_packets(&self) -> u64 {
-        self.decoder.as_ref().map_or(0, AudioSource::skipped_packets)
+        self.decoder
+            .as_ref()
+            .map_or(0, AudioSource::skipped_packets)
     }
 }
