@@ -144,6 +144,7 @@ impl Link {
             clock: autoharmonize_node::clock::LocalClock::system(),
             health,
             player: None,
+            library: Vec::new(),
         });
         let (commands, commands_rx) = mpsc::channel(16);
         let (discovered_tx, discovered_rx) = mpsc::channel(64);

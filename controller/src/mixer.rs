@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use autoharmonize_node::catalogue::TrackStatus;
 use autoharmonize_node::status::{ChannelStatus, NodeStatus, ViewMember};
 use autoharmonize_protocol::transport::{ChannelState, Frames, Gain, RunState, Transport};
 use autoharmonize_protocol::{Channel, MeshTime};
@@ -98,7 +99,8 @@ pub struct ChannelView {
 pub struct MemberView {
     /// Member id (hex).
     pub id: String,
-    /// A name to show: role and short id (names are not on the wire yet).
+    /// Its name (config `name`, from the room's catalogue), or role and
+    /// short id until that arrives.
     pub name: String,
     /// `speaker` or `controller`.
     pub role: String,
@@ -139,6 +141,87 @@ pub struct MixerState {
     pub channels: Vec<ChannelView>,
     /// The room's members.
     pub members: Vec<MemberView>,
+    /// The track the room plays, if one is loaded.
+    pub track: Option<TrackView>,
+    /// Every track the room holds (the picker's choices).
+    pub tracks: Vec<TrackChoice>,
+}
+
+/// The loaded track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackView {
+    /// Track id (hex).
+    pub id: String,
+    /// Its first 8 hex digits.
+    pub short_id: String,
+    /// Title (the id prefix until the catalogue describes it).
+    pub title: String,
+    /// Length in ms.
+    pub length_ms: u64,
+    /// Length as `m:ss`.
+    pub length: String,
+    /// Channel names, in order (empty until described).
+    pub channels: Vec<String>,
+}
+
+/// A track of the room's catalogue, for the picker and `tracks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackChoice {
+    /// Track id (hex).
+    pub id: String,
+    /// Its first 8 hex digits.
+    pub short_id: String,
+    /// Title.
+    pub title: String,
+    /// Length as `m:ss`.
+    pub length: String,
+    /// Length in 48 kHz frames.
+    pub length_frames: u64,
+    /// Channel names in order.
+    pub channels: Vec<String>,
+    /// Holders, as `name (stems)`.
+    pub holders: Vec<String>,
+    /// Whether this is the loaded track.
+    pub loaded: bool,
+}
+
+/// The picker's entry for a catalogue track.
+fn choice(t: &TrackStatus, loaded: Option<&str>) -> TrackChoice {
+    let length = Frames(t.length_frames);
+    TrackChoice {
+        id: t.id.clone(),
+        short_id: t.id.chars().take(8).collect(),
+        title: t.title.clone(),
+        length: position::format(length),
+        length_frames: t.length_frames,
+        channels: t.channels.clone(),
+        holders: t
+            .holders
+            .iter()
+            .map(|h| {
+                let name = h
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| h.id.chars().take(8).collect());
+                let stems: Vec<String> = h
+                    .stems
+                    .iter()
+                    .map(|&i| {
+                        t.channels
+                            .get(usize::from(i))
+                            .cloned()
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect();
+                if stems.len() == t.channels.len() {
+                    format!("{name} (all)")
+                } else {
+                    format!("{name} ({})", stems.join(", "))
+                }
+            })
+            .collect(),
+        loaded: loaded == Some(t.id.as_str()),
+    }
 }
 
 /// The protocol transport a status describes (the status carries the
@@ -188,7 +271,10 @@ fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
     };
     MemberView {
         id: m.id.clone(),
-        name: format!("{} {short}", m.role),
+        name: m
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{} {short}", m.role)),
         role: m.role.clone(),
         channel,
         clock: clock_health(m.clock_error_us),
@@ -249,7 +335,30 @@ pub fn state(
         ),
         channels,
         members: st.view.iter().map(|m| member(m, st)).collect(),
+        track: st.track.as_ref().map(|t| {
+            let length = Frames(t.length_frames);
+            TrackView {
+                id: t.id.clone(),
+                short_id: t.short_id.clone(),
+                title: t.title.clone().unwrap_or_else(|| t.short_id.clone()),
+                length_ms: position::millis(length),
+                length: position::format(length),
+                channels: t.channels.clone(),
+            }
+        }),
+        tracks: st
+            .tracks
+            .iter()
+            .map(|t| choice(t, st.track.as_ref().map(|l| l.id.as_str())))
+            .collect(),
     }
+}
+
+/// The loaded track's length, if a track is loaded: what a seek may not
+/// pass.
+#[must_use]
+pub fn loaded_length(st: &NodeStatus) -> Option<Frames> {
+    st.track.as_ref().map(|t| Frames(t.length_frames))
 }
 
 #[cfg(test)]

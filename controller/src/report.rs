@@ -107,6 +107,8 @@ pub fn applied(event: &Event, m: &MixerState) -> String {
             row.position_ms >= want && row.position_ms <= want + 1_000
         }
         Event::Volume { gain, .. } => row.gain == gain.0,
+        // A load is reported by the `load` verb itself (the track line).
+        Event::Load { .. } => true,
     };
     let mut out = format!("applied: {}\n", channel_line(row));
     if !asked {
@@ -158,6 +160,8 @@ mod tests {
                 is_self: false,
                 is_leader: true,
             }],
+            track: None,
+            tracks: Vec::new(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! - [`identity`]: the speaker's persistent id and boot epoch.
 //! - [`logging`]: log output.
 //! - [`clock`]: the local clock every protocol input is stamped with.
+//! - [`catalogue`]: the room's tracks and who holds which stem, for the
+//!   status page, the controller and stem fetching.
+//! - [`library`]: the tracks this speaker holds, hashed and cached.
 //! - [`mesh`]: the UDP mesh loop driving the protocol core.
 //! - [`status`]: the loopback status and control endpoint.
 //! - [`discovery`]: finding the other speakers over mDNS.
@@ -21,12 +24,14 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod catalogue;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod discovery;
 pub mod gpio;
 pub mod identity;
+pub mod library;
 pub mod logging;
 pub mod mesh;
 pub mod notify;

@@ -4,18 +4,20 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track};
-use autoharmonize_node::audio::track::{StemChoice, Track};
+use autoharmonize_node::audio::player::{Player, PlayerConfig, Remote, find_track, stem_index};
+use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
+use autoharmonize_node::library::Library;
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
 use autoharmonize_node::stream::link::LinkOptions;
-use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
+use autoharmonize_node::stream::{RoomHolders, StreamConfig, Streaming};
 use autoharmonize_node::{gpio, identity, logging, status};
 use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_protocol::seal::GroupKey;
+use autoharmonize_protocol::transport::LoadedTrack;
 use autoharmonize_protocol::{BootId, MemberId};
 use clap::Parser as _;
 use std::sync::Arc;
@@ -75,8 +77,25 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
     let player_config = player_config(config);
-    let _streaming = start_streaming(cli, config, &key, &player_config)?;
-    let (channels, stem) = Player::channels_of(&player_config);
+    let mut player_config = player_config;
+    let room = Arc::new(RoomHolders::new(config.peers.clone()));
+    let streaming = start_streaming(cli, config, &key, &player_config.library, Arc::clone(&room))?;
+    player_config.remote = Some(Remote {
+        streaming,
+        room: Arc::clone(&room),
+    });
+    let default = player_config
+        .default_track
+        .and_then(|id| player_config.library.get(id));
+    // The room this speaker founds starts with its default track; its
+    // channel index of that track goes in the view.
+    let channels = default.map_or(FALLBACK_CHANNELS, |t| t.stems.len());
+    let stem = default.and_then(|t| stem_index(&t.track, &player_config.stem));
+    let founding_track = default.map(|t| LoadedTrack {
+        id: t.id(),
+        length: t.info.length,
+    });
+    let library = player_config.library.holdings();
     // Audio before the mesh: a speaker that cannot open its output still
     // joins the room (it may come back after a reconfiguration), and says so.
     let player = match Player::start(&player_config, Arc::new(clock)) {
@@ -89,6 +108,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     let mut member_config =
         mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
     member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
+    member_config.track = founding_track;
     let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,6 +138,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             clock,
             player,
             health: health_rx,
+            library,
         });
         let mut watchdog = supervisor.watchdog();
         if cli.test.test_stall_on_sigusr1 {
@@ -126,6 +147,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
                 .context("installing the test stall signal")?;
         }
         mesh.set_watchdog(watchdog);
+        // Stems this speaker lacks are fetched from the holders the room's
+        // catalogue names.
+        room.attach(mesh.catalogue());
         let (commands_tx, commands_rx) = mpsc::channel(16);
         // Buttons cast through the same channel as the status endpoint.
         let _gpio = gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone());
@@ -175,13 +199,14 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
 }
 
 /// Starts the chunk exchange (TCP, on the mesh's port) and the chunk
-/// cache, and serves this speaker's stems from a background thread (hashing
-/// them takes a moment; the mesh does not wait for it).
+/// cache, and serves this speaker's stems from a background thread (their
+/// manifests may need hashing; the mesh does not wait for it).
 fn start_streaming(
     cli: &Cli,
     config: &Config,
     key: &GroupKey,
-    player: &PlayerConfig,
+    library: &Arc<Library>,
+    room: Arc<RoomHolders>,
 ) -> anyhow::Result<Arc<Streaming>> {
     let streaming = Arc::new(Streaming::start(
         &StreamConfig {
@@ -193,32 +218,57 @@ fn start_streaming(
             },
         },
         LinkKey::from_group(key),
-        Arc::new(StaticHolders(config.peers.clone())),
+        room,
     )?);
-    let stems: Vec<std::path::PathBuf> = Track::open(&player.track_dir)
-        .map(|t| t.stems().iter().map(|s| s.path.clone()).collect())
-        .unwrap_or_default();
     let s = Arc::clone(&streaming);
+    let library = Arc::clone(library);
     std::thread::Builder::new()
         .name("ah-hash".into())
         .spawn(move || {
-            s.serve_files(stems);
+            for stem in library.tracks().iter().flat_map(|t| t.stems.iter()) {
+                match library.manifest(stem.hash) {
+                    Ok(m) => s.serve_file(stem.path.clone(), m),
+                    Err(e) => warn!("cannot serve stem {}: {e}", stem.name),
+                }
+            }
         })
         .context("starting the stem hashing thread")?;
     Ok(streaming)
 }
 
-/// The player's settings from the node's configuration.
+/// Channels of a room founded by a speaker without any track (the
+/// protocol's default room size).
+const FALLBACK_CHANNELS: usize = 4;
+
+/// The player's settings from the node's configuration: the library (the
+/// media directory, plus the `track` folder if it lies outside), and the
+/// default track (`track`, else the media directory's first track folder).
 fn player_config(config: &Config) -> PlayerConfig {
-    let track_dir = match find_track(&config.media_dir, config.audio.track.as_deref()) {
-        Ok(dir) => dir,
+    let track_dir = find_track(&config.media_dir, config.audio.track.as_deref());
+    let extra: Vec<std::path::PathBuf> = match &track_dir {
+        Ok(dir) if !dir.starts_with(&config.media_dir) => vec![dir.clone()],
+        _ => Vec::new(),
+    };
+    let library = Arc::new(Library::open(&config.media_dir, &extra, &config.state_dir));
+    let default_track = match &track_dir {
+        Ok(dir) => match library.by_folder(dir) {
+            Some(t) => Some(t.id()),
+            None => {
+                warn!(
+                    "the track {} is not a usable track folder; the room starts with no track and this speaker plays silence in sync until one is loaded",
+                    dir.display()
+                );
+                None
+            }
+        },
         Err(problem) => {
-            warn!("{problem}; playing silence in sync until a track is there");
-            config.media_dir.clone()
+            warn!("{problem}; playing silence in sync until a track is loaded");
+            None
         }
     };
     PlayerConfig {
-        track_dir,
+        library,
+        default_track,
         stem: match &config.channel {
             ChannelSpec::All => StemChoice::All,
             ChannelSpec::Index(i) => StemChoice::Index(usize::from(*i)),
@@ -232,6 +282,7 @@ fn player_config(config: &Config) -> PlayerConfig {
         // 30 ms for a SCHED_FIFO thread on the shared CI VM) without an xrun.
         period_frames: 512,
         periods: 6,
+        remote: None,
     }
 }
 

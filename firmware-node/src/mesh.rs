@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autoharmonize_protocol::catalogue::TrackInfo;
 use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
@@ -26,10 +27,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::audio::player::Player;
+use crate::catalogue::{CatalogueView, short_id};
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
 use crate::status::{
-    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, NodeStatus, OwnVoteStatus, ViewMember,
+    ChannelStatus, Command, DecisionStatus, EnvelopeCounters, LoadedTrackStatus, NodeStatus,
+    OwnVoteStatus, ViewMember,
 };
 
 /// Most member addresses remembered; the oldest entry goes first.
@@ -90,6 +93,9 @@ pub struct MeshSetup {
     pub player: Option<Player>,
     /// Audio figures for the heartbeats (a controller leaves them zero).
     pub health: watch::Receiver<AudioHealth>,
+    /// The tracks this member holds, with a mask of the stems held of
+    /// each, announced in the room's catalogue (a controller holds none).
+    pub library: Vec<(TrackInfo, u8)>,
 }
 
 /// Maps member ids to addresses.
@@ -147,6 +153,7 @@ pub struct Mesh {
     own_votes: VecDeque<OwnVoteStatus>,
     health: watch::Receiver<AudioHealth>,
     status_tx: watch::Sender<Arc<NodeStatus>>,
+    catalogue_tx: watch::Sender<Arc<CatalogueView>>,
     out: Vec<u8>,
     last_forged_warning: Option<Instant>,
     last_drop_log: Instant,
@@ -163,7 +170,15 @@ impl Mesh {
     #[must_use]
     pub fn new(setup: MeshSetup) -> (Mesh, watch::Receiver<Arc<NodeStatus>>) {
         let now = setup.clock.now();
-        let member = Member::new(setup.id, setup.boot, setup.member, now);
+        let mut member = Member::new(setup.id, setup.boot, setup.member, now);
+        let held = setup.library.len();
+        let announced = member.set_library(&setup.name, setup.library);
+        if announced < held {
+            warn!(
+                held,
+                announced, "some tracks of the library are not announced to the room"
+            );
+        }
         let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::default()));
         let own = setup.socket.local_addr().ok();
         let mesh = Mesh {
@@ -184,6 +199,7 @@ impl Mesh {
             own_votes: VecDeque::with_capacity(OWN_VOTES_KEPT),
             health: setup.health,
             status_tx,
+            catalogue_tx: watch::channel(Arc::new(CatalogueView::default())).0,
             out: Vec::with_capacity(1500),
             last_forged_warning: None,
             last_drop_log: Instant::now(),
@@ -194,6 +210,14 @@ impl Mesh {
             watchdog: Watchdog::disabled(),
         };
         (mesh, status_rx)
+    }
+
+    /// The room's catalogue, republished with the status (every 50 ms): the
+    /// tracks, their stems, and who holds each stem at which address. See
+    /// [`CatalogueView`].
+    #[must_use]
+    pub fn catalogue(&self) -> watch::Receiver<Arc<CatalogueView>> {
+        self.catalogue_tx.subscribe()
     }
 
     /// The systemd watchdog this loop pets once per iteration, so a wedged
@@ -495,6 +519,25 @@ impl Mesh {
         let now = self.clock.now();
         let st: Status = self.member.status(now);
         let mesh_time = self.member.mesh_time(now);
+        let members: Vec<MemberId> = st.view.iter().map(|m| m.id).collect();
+        let catalogue = Arc::new(CatalogueView::of(
+            self.id,
+            self.member.catalogue(),
+            &members,
+            |m| self.book.of(m),
+        ));
+        let track = self.member.transport().and_then(|t| t.track).map(|t| {
+            let entry = catalogue.track(t.id);
+            LoadedTrackStatus {
+                id: t.id.to_string(),
+                short_id: short_id(t.id),
+                title: entry.map(|e| e.info.title.to_string()),
+                length_frames: t.length.0,
+                channels: entry
+                    .map(|e| e.info.stems.iter().map(|s| s.name.to_string()).collect())
+                    .unwrap_or_default(),
+            }
+        });
         let channels = self
             .member
             .transport()
@@ -542,6 +585,7 @@ impl Mesh {
                     };
                     ViewMember {
                         id: m.id.to_string(),
+                        name: catalogue.name(m.id).map(str::to_owned),
                         boot: m.boot.0,
                         role: match m.role {
                             Role::Speaker => "speaker".into(),
@@ -563,8 +607,12 @@ impl Mesh {
             protocol: st.counters,
             envelope: self.envelope.clone(),
             audio: self.player.as_ref().map(|p| p.status()),
+            track,
+            tracks: catalogue.to_status(),
+            catalogue_complete: catalogue.is_complete(),
         };
         self.status_tx.send_replace(Arc::new(status));
+        self.catalogue_tx.send_replace(catalogue);
     }
 }
 

@@ -68,6 +68,27 @@ pub struct NodeStatus {
     pub envelope: EnvelopeCounters,
     /// The audio player, if audio runs.
     pub audio: Option<crate::audio::player::AudioStatus>,
+    /// The track the room has loaded (agreed state), if any.
+    pub track: Option<LoadedTrackStatus>,
+    /// The room's catalogue: every track some member holds.
+    pub tracks: Vec<crate::catalogue::TrackStatus>,
+    /// Whether every member's catalogue index has arrived.
+    pub catalogue_complete: bool,
+}
+
+/// The track the room has loaded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoadedTrackStatus {
+    /// Track id (32 hex digits).
+    pub id: String,
+    /// Its first 8 hex digits.
+    pub short_id: String,
+    /// Title, once the catalogue describes it.
+    pub title: Option<String>,
+    /// Length in 48 kHz frames (agreed: seeks beyond it are refused).
+    pub length_frames: u64,
+    /// Channel names, once the catalogue describes it.
+    pub channels: Vec<String>,
 }
 
 /// A member of the view.
@@ -77,6 +98,8 @@ pub struct ViewMember {
     pub id: String,
     /// Incarnation.
     pub boot: u32,
+    /// The name it gave (config `name`), once its catalogue index arrived.
+    pub name: Option<String>,
     /// `speaker` or `controller`.
     pub role: String,
     /// Stem it plays, if announced.

@@ -17,10 +17,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use autoharmonize_protocol::catalogue::{StemInfo, TrackInfo, bounded};
+use autoharmonize_protocol::content::{StemHash, TrackId};
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::member::{Config, Dest, Member};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, Opener, Sealer};
-use autoharmonize_protocol::transport::Gain;
+use autoharmonize_protocol::transport::{Frames, Gain, MAX_CHANNELS};
 use autoharmonize_protocol::wire::Message;
 use autoharmonize_protocol::{BootId, Channel, LocalTime, MemberId, Nanos};
 
@@ -79,8 +81,12 @@ fn collect() -> BTreeMap<&'static str, Vec<u8>> {
     let mut members: Vec<Member> = (2..=4)
         .map(|id| Member::new(MemberId(id), BootId(1), Config::default(), now))
         .collect();
+    // One member holds a track: the others ask for its index and its
+    // description (catalogue messages), and a load of it is voted.
+    let track = track();
+    members[0].set_library("fuzz speaker", vec![(track.clone(), 0b1)]);
     let mut seeds = BTreeMap::new();
-    let mut cast = [false; 2];
+    let mut cast = [false; 3];
     let mut left = false;
 
     while now.0 < RUN_FOR.0 {
@@ -100,6 +106,14 @@ fn collect() -> BTreeMap<&'static str, Vec<u8>> {
                 gain: Gain(40),
             };
             cast[1] = members[1].cast(now, event).is_ok();
+        }
+        if !cast[2] && now.0 >= Nanos::from_secs(3).0 + Nanos::from_millis(500).0 {
+            let event = Event::Load {
+                track: track.id,
+                channels: 1,
+                length: track.length,
+            };
+            cast[2] = members[2].cast(now, event).is_ok();
         }
         // The leader says goodbye and exits, so the other two elect a new one.
         if !left && now.0 >= Nanos::from_secs(4).0 {
@@ -156,6 +170,22 @@ fn deliver(members: &mut [Member], now: LocalTime, seeds: &mut BTreeMap<&'static
     }
 }
 
+/// A one-stem track (a made-up stem hash: only its description travels).
+fn track() -> TrackInfo {
+    let stems: heapless::Vec<StemInfo, MAX_CHANNELS> = [StemInfo {
+        name: bounded("drums"),
+        hash: StemHash([7; 32]),
+    }]
+    .into_iter()
+    .collect();
+    TrackInfo {
+        id: TrackId::of(stems.iter().map(|s| (s.name.as_str(), s.hash))),
+        title: bounded("Fuzz Song"),
+        length: Frames::from_secs(90),
+        stems,
+    }
+}
+
 fn kind(msg: &Message) -> &'static str {
     match msg {
         Message::Heartbeat(_) => "heartbeat",
@@ -168,5 +198,7 @@ fn kind(msg: &Message) -> &'static str {
         Message::Campaign(_) => "campaign",
         Message::Ballot(_) => "ballot",
         Message::Leave(_) => "leave",
+        Message::CatalogueRequest(_) => "catalogue_request",
+        Message::CatalogueReply(_) => "catalogue_reply",
     }
 }

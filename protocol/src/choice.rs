@@ -5,17 +5,19 @@
 //! at the round's `apply_at`; agreement on the playing state follows from
 //! agreement on the set. The function is not a majority vote: each kind of
 //! action has a precedence rule (pause beats play, the furthest seek wins,
-//! the quietest volume wins, the most specific channel wins), so one member's
-//! vote is enough to act and simultaneous conflicting votes still resolve.
+//! the quietest volume wins, the most specific channel wins, a load replaces
+//! everything), so one member's vote is enough to act and simultaneous
+//! conflicting votes still resolve.
 //!
-//! Invariant: the result is a pure function of the *set* of votes and the
-//! channel count. It must not depend on the order of the slice, on
+//! Invariant: the result is a pure function of the *set* of votes, the
+//! channel count and the loaded track's length. It must not depend on the order of the slice, on
 //! duplicates, on the local clock or on which member computes it. Any change
 //! to these rules changes what a room plays and is a protocol change: it
 //! needs a protocol version bump, or old and new members will diverge.
 //!
 //! Specified in `docs/protocol.md`, section "Choice function".
 
+use crate::content::TrackId;
 use crate::event::{Event, Vote};
 use crate::ids::Channel;
 use crate::transport::{Frames, Gain, MAX_CHANNELS};
@@ -31,13 +33,27 @@ pub struct ChannelChoice {
     pub gain: Option<Gain>,
 }
 
+/// A track a round decided to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LoadChoice {
+    /// The track.
+    pub track: TrackId,
+    /// Its channel count, `1..=MAX_CHANNELS`.
+    pub channels: u8,
+    /// Its length in timeline frames.
+    pub length: Frames,
+}
+
 /// What one round decided, per channel: entry `i` is for `Channel::Stem(i)`.
 ///
 /// [`choose`] returns one entry per channel of the track (the `All` channel
 /// is already spread over them); a round in which nobody voted gives entries
-/// that are all [empty](ChannelChoice::is_empty).
+/// that are all [empty](ChannelChoice::is_empty). A round that loads a track
+/// has `load` set and no channel entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Choice {
+    /// The track to load instead of the current one, if any.
+    pub load: Option<LoadChoice>,
     /// One entry per channel, indexed by stem.
     pub channels: heapless::Vec<ChannelChoice, MAX_CHANNELS>,
 }
@@ -51,15 +67,16 @@ impl ChannelChoice {
 }
 
 impl Choice {
-    /// Whether no channel is asked to change.
+    /// Whether nothing is asked to change.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.channels.iter().all(ChannelChoice::is_empty)
+        self.load.is_none() && self.channels.iter().all(ChannelChoice::is_empty)
     }
 }
 
 /// Decides what the votes of one round do to a track of `channel_count`
-/// channels (at most [`MAX_CHANNELS`]; more are ignored).
+/// channels (at most [`MAX_CHANNELS`]; more are ignored) and `length`
+/// frames (`None`: no track loaded, positions unbounded).
 ///
 /// The rules, each explained in `docs/protocol.md` ("Choice function"):
 /// 0. Per member, only the vote with the lowest `seq` counts. If a member has
@@ -74,15 +91,51 @@ impl Choice {
 /// 4. Of several volumes, the lowest gain wins.
 /// 5. Different kinds combine: a seek with a pause or a play sets both, and a
 ///    volume combines with anything.
+/// 6. A seek beyond `length` is refused (ignored); a seek to `length`
+///    itself (the end) is allowed.
+/// 7. A load with 1 to [`MAX_CHANNELS`] channels replaces everything: if
+///    the round counts one, every other vote of the round is ignored (they
+///    were cast for the track being replaced, whose channel numbers mean
+///    nothing in the new one). Of several loads, the greatest
+///    `(track, channels, length)` wins. Loads with 0 or too many channels
+///    are ignored.
 ///
 /// Cost is quadratic in `votes.len()` (rule 0 compares every pair) and needs
 /// no allocation; the caller bounds the set (one vote per member per round).
 #[must_use]
-pub fn choose(votes: &[Vote], channel_count: usize) -> Choice {
+pub fn choose(votes: &[Vote], channel_count: usize, length: Option<Frames>) -> Choice {
+    let counted = || votes.iter().filter(|v| counts(v, votes));
+    // Rule 7: a load, if any, is the whole decision.
+    let load = counted()
+        .filter_map(|v| match v.event {
+            Event::Load {
+                track,
+                channels,
+                length,
+            } if (1..=MAX_CHANNELS).contains(&usize::from(channels)) => Some(LoadChoice {
+                track,
+                channels,
+                length,
+            }),
+            _ => None,
+        })
+        .max();
+    if load.is_some() {
+        return Choice {
+            load,
+            channels: heapless::Vec::new(),
+        };
+    }
     let count = channel_count.min(MAX_CHANNELS);
     let mut all = Merged::default();
     let mut stems = [Merged::default(); MAX_CHANNELS];
-    for vote in votes.iter().filter(|v| counts(v, votes)) {
+    for vote in counted() {
+        // Rule 6: past the end is refused.
+        if let (Event::Seek { to, .. }, Some(end)) = (vote.event, length)
+            && to > end
+        {
+            continue;
+        }
         let merged = match vote.event.channel() {
             Channel::All => &mut all,
             Channel::Stem(i) => match stems[..count].get_mut(usize::from(i)) {
@@ -143,6 +196,8 @@ impl Merged {
                 let gain = gain.clamped();
                 self.gain = Some(self.gain.map_or(gain, |g| g.min(gain)));
             }
+            // Handled before any channel is merged (rule 7).
+            Event::Load { .. } => {}
         }
     }
 
@@ -170,6 +225,12 @@ mod tests {
     use crate::transport::Transport;
 
     // ---- Helpers -------------------------------------------------------
+
+    /// The choice for a room with no track loaded (unbounded positions):
+    /// what most tests below exercise.
+    fn choose(votes: &[Vote], channel_count: usize) -> Choice {
+        super::choose(votes, channel_count, None)
+    }
 
     fn vote(member: u64, seq: u32, event: Event) -> Vote {
         Vote {
@@ -240,7 +301,7 @@ mod tests {
     fn decide(events: &[Event], channel_count: usize) -> Vec<ChannelChoice> {
         let votes = votes(events);
         let choice = choose(&votes, channel_count);
-        assert_eq!(choice, reference(&votes, channel_count));
+        assert_eq!(choice, reference(&votes, channel_count, None));
         choice.channels.to_vec()
     }
 
@@ -272,6 +333,7 @@ mod tests {
         Run,
         Seek,
         Volume,
+        Load,
     }
 
     fn kind(event: &Event) -> Kind {
@@ -279,6 +341,7 @@ mod tests {
             Event::Play { .. } | Event::Pause { .. } => Kind::Run,
             Event::Seek { .. } => Kind::Seek,
             Event::Volume { .. } => Kind::Volume,
+            Event::Load { .. } => Kind::Load,
         }
     }
 
@@ -318,8 +381,36 @@ mod tests {
         }
     }
 
-    fn reference(votes: &[Vote], channel_count: usize) -> Choice {
+    fn reference(votes: &[Vote], channel_count: usize, length: Option<Frames>) -> Choice {
         let events = counted(votes, channel_count);
+        // Rule 7: the greatest valid load, alone.
+        let mut loads: Vec<LoadChoice> = events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Load {
+                    track,
+                    channels,
+                    length,
+                } if channels >= 1 && usize::from(channels) <= MAX_CHANNELS => Some(LoadChoice {
+                    track,
+                    channels,
+                    length,
+                }),
+                _ => None,
+            })
+            .collect();
+        loads.sort();
+        if let Some(&load) = loads.last() {
+            return Choice {
+                load: Some(load),
+                channels: heapless::Vec::new(),
+            };
+        }
+        // Rule 6: seeks past the end never happened.
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| !matches!((e, length), (Event::Seek { to, .. }, Some(end)) if *to > end))
+            .collect();
         let mut choice = Choice::default();
         for i in 0..channel_count.min(MAX_CHANNELS) {
             let runs = effective(&events, i, Kind::Run);
@@ -653,7 +744,7 @@ mod tests {
     #[test]
     fn every_permutation_of_conflicting_sets_gives_the_same_choice() {
         for set in conflicting_sets() {
-            let expected = reference(&set, 3);
+            let expected = reference(&set, 3, None);
             let mut n = 0;
             for_each_permutation(&set, |p| {
                 assert_eq!(choose(p, 3), expected, "permutation {p:?}");
@@ -710,6 +801,107 @@ mod tests {
         );
     }
 
+    // ---- Loads and the track's length ------------------------------------
+
+    fn load(track: u8, channels: u8, length: u64) -> Event {
+        Event::Load {
+            track: TrackId([track; 16]),
+            channels,
+            length: Frames(length),
+        }
+    }
+
+    fn load_choice(track: u8, channels: u8, length: u64) -> LoadChoice {
+        LoadChoice {
+            track: TrackId([track; 16]),
+            channels,
+            length: Frames(length),
+        }
+    }
+
+    #[test]
+    fn a_load_replaces_every_other_vote_of_its_round() {
+        let set = votes(&[
+            play(Channel::All),
+            seek(stem(0), 100),
+            load(7, 3, 48_000),
+            volume(Channel::All, 10),
+        ]);
+        let choice = super::choose(&set, 2, Some(Frames(1_000)));
+        assert_eq!(choice.load, Some(load_choice(7, 3, 48_000)));
+        assert!(choice.channels.is_empty());
+        assert!(!choice.is_empty());
+        assert_eq!(choice, reference(&set, 2, Some(Frames(1_000))));
+    }
+
+    #[test]
+    fn of_several_loads_the_greatest_wins_in_any_order() {
+        let set = votes(&[load(3, 2, 10), load(9, 1, 5), load(9, 1, 4), load(1, 8, 99)]);
+        for_each_permutation(&set, |p| {
+            assert_eq!(
+                super::choose(p, 4, None).load,
+                Some(load_choice(9, 1, 5)),
+                "permutation {p:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn loads_without_channels_or_with_too_many_are_ignored() {
+        let too_many = u8::try_from(MAX_CHANNELS + 1).unwrap();
+        let set = votes(&[load(9, 0, 10), load(8, too_many, 10), play(stem(0))]);
+        let choice = choose(&set, 1);
+        assert_eq!(choice.load, None);
+        assert_eq!(choice.channels.to_vec(), [PLAY]);
+    }
+
+    #[test]
+    fn seeks_past_the_end_are_refused_and_the_end_itself_is_allowed() {
+        let end = Some(Frames(480_000));
+        let past = votes(&[seek(Channel::All, 480_001)]);
+        assert!(super::choose(&past, 2, end).is_empty());
+        let at_end = votes(&[seek(Channel::All, 480_000)]);
+        assert_eq!(
+            super::choose(&at_end, 2, end).channels.to_vec(),
+            [seek_to(480_000); 2]
+        );
+        // A refused seek does not hide a valid one on the same channel, nor
+        // the other kinds of the same vote set.
+        let mixed = votes(&[seek(stem(0), 900_000), seek(stem(0), 5), pause(stem(0))]);
+        assert_eq!(
+            super::choose(&mixed, 1, end).channels.to_vec(),
+            [ChannelChoice {
+                run: Some(false),
+                seek: Some(Frames(5)),
+                gain: None
+            }]
+        );
+        // Without a loaded track nothing is past the end.
+        assert_eq!(choose(&past, 1).channels.to_vec(), [seek_to(480_001)]);
+    }
+
+    #[test]
+    fn applying_a_load_resets_the_channels_at_the_room_volume() {
+        let t0 = MeshTime(1_000_000_000);
+        let mut t = Transport::new(2, t0, Gain(40));
+        t.apply(&choose(&votes(&[play(Channel::All)]), 2), t0);
+        let at = t0.plus(crate::time::Nanos::from_secs(3));
+        t.apply(&super::choose(&votes(&[load(5, 3, 960)]), 2, None), at);
+        assert_eq!(t.channel_count(), 3);
+        assert_eq!(t.length(), Some(Frames(960)));
+        assert_eq!(t.track.map(|l| l.id), Some(TrackId([5; 16])));
+        for c in &t.channels {
+            assert_eq!(
+                *c,
+                crate::transport::ChannelState::paused_at(Frames::ZERO, at, Gain(40))
+            );
+        }
+        // From a room without channels, the default volume.
+        let mut empty = Transport::new(0, t0, Gain::MAX);
+        empty.apply(&super::choose(&votes(&[load(5, 1, 960)]), 0, None), at);
+        assert_eq!(empty.channel(0).map(|c| c.gain), Some(Gain::DEFAULT));
+    }
+
     // ---- Properties over arbitrary vote sets ---------------------------
 
     fn arb_channel() -> impl Strategy<Value = Channel> {
@@ -743,10 +935,50 @@ mod tests {
         0usize..=MAX_CHANNELS + 2
     }
 
+    /// Any event, loads included (few tracks, channel counts around the
+    /// valid range, so ties and invalid loads are common).
+    fn arb_event_or_load() -> impl Strategy<Value = Event> {
+        let loads = (0u8..3, 0u8..=10, 0u64..3).prop_map(|(t, c, l)| load(t, c, l));
+        prop_oneof![6 => arb_event(), 1 => loads]
+    }
+
+    fn arb_votes_or_loads(max: usize) -> impl Strategy<Value = Vec<Vote>> {
+        let one = (0u64..6, 1u32..4, arb_event_or_load()).prop_map(|(m, s, e)| vote(m, s, e));
+        proptest::collection::vec(one, 0..=max)
+    }
+
+    fn arb_length() -> impl Strategy<Value = Option<Frames>> {
+        proptest::option::of((0u64..5).prop_map(Frames))
+    }
+
     proptest! {
+        /// With loads and a track length, the choice is still the reference
+        /// model's and independent of order.
+        #[test]
+        fn with_loads_and_length_matches_reference_in_any_order(
+            set in arb_votes_or_loads(16),
+            n in arb_count(),
+            length in arb_length(),
+            seed in any::<u64>(),
+        ) {
+            let choice = super::choose(&set, n, length);
+            prop_assert_eq!(&choice, &reference(&set, n, length));
+            let mut shuffled = set.clone();
+            // A seeded Fisher-Yates shuffle (xorshift), no RNG crate needed.
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let j = usize::try_from(x % (i as u64 + 1)).unwrap();
+                shuffled.swap(i, j);
+            }
+            prop_assert_eq!(super::choose(&shuffled, n, length), choice);
+        }
+
         #[test]
         fn matches_reference_model(set in arb_votes(24), n in arb_count()) {
-            prop_assert_eq!(choose(&set, n), reference(&set, n));
+            prop_assert_eq!(choose(&set, n), reference(&set, n, None));
         }
 
         #[test]
@@ -851,7 +1083,7 @@ mod tests {
                 let mut reversed = prefix.to_vec();
                 reversed.reverse();
                 prop_assert_eq!(&now, &choose(&reversed, n));
-                prop_assert_eq!(&now, &reference(prefix, n));
+                prop_assert_eq!(&now, &reference(prefix, n, None));
                 for (before, after) in previous.channels.iter().zip(now.channels.iter()) {
                     prop_assert!(before.run != Some(false) || after.run == Some(false));
                     prop_assert!(before.run.is_none() || after.run.is_some());

@@ -8,6 +8,7 @@
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
+use crate::content::TrackId;
 use crate::ids::{Channel, MemberId};
 use crate::transport::{Frames, Gain};
 
@@ -40,10 +41,23 @@ pub enum Event {
         /// New gain (absolute).
         gain: Gain,
     },
+    /// Load a track: every channel of the old track is replaced by
+    /// `channels` channels of `track`, paused at frame 0 from the round's
+    /// `apply_at`. The voter copies `channels` and `length` from the room's
+    /// catalogue, so members that do not hold the track still agree on the
+    /// transport state (see `docs/protocol.md`, "Choice function").
+    Load {
+        /// The track to play.
+        track: TrackId,
+        /// Its channel (stem) count, `1..=MAX_CHANNELS`.
+        channels: u8,
+        /// Its length in timeline frames: seeks beyond it are refused.
+        length: Frames,
+    },
 }
 
 impl Event {
-    /// The channel the event acts on.
+    /// The channel the event acts on (a load acts on every channel).
     #[must_use]
     pub fn channel(&self) -> Channel {
         match *self {
@@ -51,6 +65,7 @@ impl Event {
             | Event::Pause { channel }
             | Event::Seek { channel, .. }
             | Event::Volume { channel, .. } => channel,
+            Event::Load { .. } => Channel::All,
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`choice`]: the deterministic choice function over one round's votes.
 //! - [`clock`]: NTP-style offset and drift estimation.
 //! - [`content`]: content hashes naming stems, chunks and tracks.
+//! - [`catalogue`]: which tracks the room holds, who holds which stems, and
+//!   members' names.
 //! - [`fetch`]: which chunk of a streamed stem to fetch next, from whom.
 //! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalogue;
 pub mod choice;
 pub mod clock;
 pub mod content;

@@ -19,6 +19,7 @@ use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
 use crate::choice::Choice;
+use crate::content::TrackId;
 use crate::time::{MeshTime, NANOS_PER_SEC, Nanos};
 
 /// Frames per second of the shared timeline. Positions on the wire are
@@ -69,11 +70,27 @@ pub struct ChannelState {
     pub gain: Gain,
 }
 
+/// The track a room plays, as the transport state records it: which one,
+/// and how long it is (seeks beyond `length` are refused).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, MaxSize,
+)]
+pub struct LoadedTrack {
+    /// The track's content identity.
+    pub id: TrackId,
+    /// Its length in timeline frames.
+    pub length: Frames,
+}
+
 /// The agreed state of every channel of the current track.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
 pub struct Transport {
     /// One entry per channel, indexed by `Channel::Stem(i)`.
     pub channels: heapless::Vec<ChannelState, MAX_CHANNELS>,
+    /// The loaded track; `None` in a room where no track was ever loaded
+    /// (its channel count then comes from the founder's configuration and
+    /// positions are unbounded).
+    pub track: Option<LoadedTrack>,
 }
 
 /// Whether the channels of a track play, as one value for the "All" channel.
@@ -179,6 +196,9 @@ impl Gain {
     /// Silence.
     pub const MUTE: Gain = Gain(0);
 
+    /// The volume of a room's channels before anyone set one.
+    pub const DEFAULT: Gain = Gain(80);
+
     /// `percent` as a gain, or `None` above 100.
     #[must_use]
     pub const fn new(percent: u8) -> Option<Gain> {
@@ -249,7 +269,27 @@ impl Transport {
                 ChannelState::paused_at(Frames::ZERO, at, gain.clamped()),
             )
             .expect("the length is clamped to the capacity");
-        Transport { channels }
+        Transport {
+            channels,
+            track: None,
+        }
+    }
+
+    /// `track` loaded with `channel_count` channels (clamped as in
+    /// [`Transport::new`]), all paused at frame 0 from `at`, at `gain`.
+    #[must_use]
+    pub fn loaded(track: LoadedTrack, channel_count: usize, at: MeshTime, gain: Gain) -> Transport {
+        Transport {
+            track: Some(track),
+            ..Transport::new(channel_count, at, gain)
+        }
+    }
+
+    /// The loaded track's length, if a track is loaded: the last position a
+    /// seek may name.
+    #[must_use]
+    pub fn length(&self) -> Option<Frames> {
+        self.track.map(|t| t.length)
     }
 
     /// How many channels the track has.
@@ -278,7 +318,30 @@ impl Transport {
     /// Channels beyond the choice's length are left alone and entries beyond
     /// the track's channel count are ignored, so a choice made for another
     /// channel count cannot panic here.
+    ///
+    /// A load replaces the whole state: the new track's channels, paused at
+    /// frame 0 from `at`, at the room's current volume (the All channel's
+    /// gain, so a room turned down stays down; [`Gain::DEFAULT`] when the
+    /// old track had no channels). The choice's channel entries are then
+    /// ignored: they were decided for the old track.
     pub fn apply(&mut self, choice: &Choice, at: MeshTime) {
+        if let Some(load) = choice.load {
+            let gain = if self.channels.is_empty() {
+                Gain::DEFAULT
+            } else {
+                self.summary(at).gain
+            };
+            *self = Transport::loaded(
+                LoadedTrack {
+                    id: load.track,
+                    length: load.length,
+                },
+                usize::from(load.channels),
+                at,
+                gain,
+            );
+            return;
+        }
         for (state, change) in self.channels.iter_mut().zip(choice.channels.iter()) {
             let playing = change.run.unwrap_or(state.playing);
             if change.seek.is_some() || playing != state.playing {

@@ -16,13 +16,14 @@
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue::{CatalogueAnswer, CatalogueQuery};
 use crate::event::Vote;
 use crate::ids::{BootId, MemberId, RoomId, Round, Term};
 use crate::time::{LocalTime, MeshTime, Nanos};
 use crate::transport::Transport;
 
 /// Version of the datagram format; the first byte of every datagram.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Largest datagram a member sends or accepts: fits one UDP datagram on any
 /// path without IP fragmentation (the QUIC minimum).
@@ -35,7 +36,9 @@ pub const MAX_MEMBERS: usize = 64;
 pub const MAX_RELAYED_VOTES: usize = 16;
 
 /// Most votes one sealed round carries; more wait for the next round.
-pub const MAX_ENTRY_VOTES: usize = 6;
+/// (Four, so that an append of [`MAX_CARRIED_ENTRIES`] entries full of
+/// track loads still fits one datagram.)
+pub const MAX_ENTRY_VOTES: usize = 4;
 
 /// Most uncommitted entries a leader keeps and carries in its heartbeat. A
 /// leader that cannot commit stops sealing at this depth.
@@ -43,7 +46,7 @@ pub const MAX_CARRIED_ENTRIES: usize = 3;
 
 /// Most membership changes one entry carries. Changes are batched (joint
 /// consensus makes any change safe), so a healed partition rejoins quickly.
-pub const MAX_VIEW_CHANGES: usize = 6;
+pub const MAX_VIEW_CHANGES: usize = 5;
 
 /// Members per snapshot part; a full view takes `MAX_MEMBERS / this` parts.
 pub const SNAPSHOT_MEMBERS_PER_PART: usize = 32;
@@ -189,6 +192,9 @@ pub struct Heartbeat {
     pub heard: u64,
     /// How well the sender plays, for controllers to show.
     pub health: Health,
+    /// Digest of the sender's catalogue index (name and holdings): a
+    /// member that has not assembled this digest asks for the index.
+    pub catalogue: u64,
     /// The sender's own pending vote and others' votes not yet seen applied.
     pub votes: heapless::Vec<Vote, MAX_RELAYED_VOTES>,
 }
@@ -317,6 +323,24 @@ pub struct Leave {
     pub hdr: Header,
 }
 
+/// A question to a member's catalogue (see [`crate::catalogue`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
+pub struct CatalogueRequest {
+    /// Common fields.
+    pub hdr: Header,
+    /// What is asked.
+    pub query: CatalogueQuery,
+}
+
+/// The answer to a [`CatalogueRequest`]: one index page or one track.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
+pub struct CatalogueReply {
+    /// Common fields.
+    pub hdr: Header,
+    /// The answer.
+    pub answer: CatalogueAnswer,
+}
+
 /// Every message of the protocol. The variant order is the wire kind byte.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
 pub enum Message {
@@ -340,6 +364,10 @@ pub enum Message {
     Ballot(Ballot),
     /// Goodbye.
     Leave(Leave),
+    /// Ask a member's catalogue.
+    CatalogueRequest(CatalogueRequest),
+    /// A member's catalogue answers.
+    CatalogueReply(CatalogueReply),
 }
 
 /// Largest possible encoded message, version byte included.
@@ -384,6 +412,8 @@ impl Message {
             Message::Campaign(m) => &m.hdr,
             Message::Ballot(m) => &m.hdr,
             Message::Leave(m) => &m.hdr,
+            Message::CatalogueRequest(m) => &m.hdr,
+            Message::CatalogueReply(m) => &m.hdr,
         }
     }
 
@@ -417,9 +447,11 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::{Holding, INDEX_PAGE, IndexPage, StemInfo, TrackInfo, bounded};
+    use crate::content::{StemHash, TrackId};
     use crate::event::Event;
     use crate::ids::Channel;
-    use crate::transport::{ChannelState, Frames, Gain, MAX_CHANNELS};
+    use crate::transport::{ChannelState, Frames, Gain, LoadedTrack, MAX_CHANNELS};
     use proptest::prelude::*;
 
     fn hdr() -> Header {
@@ -472,13 +504,14 @@ mod tests {
                 buffer_ms: 40,
                 xruns: 1,
             },
+            catalogue: 0x0102,
             votes,
         });
         let bytes = msg.encode();
         assert_eq!(
             bytes,
             [
-                2, 0, // version, kind = Heartbeat
+                3, 0, // version, kind = Heartbeat
                 0x82, 0x02, 7, 0, 1, 5, 1, 3, // header
                 0xAC, 0x02, // round 300
                 0xE8, 0x07, // sent_at 1000
@@ -488,6 +521,7 @@ mod tests {
                 0xAB, 0x01, // digest
                 3, 10, 5, // room_size, view_epoch, heard
                 0xFA, 0x01, 40, 1, // health: clock error 250 µs, buffer 40 ms, 1 xrun
+                0x82, 0x02, // catalogue digest 0x0102
                 1, 9, 2, 2, 1, 1, 0x80, 0xF7, 0x02, // one vote: seek stem 1 to 48000
             ]
         );
@@ -497,14 +531,15 @@ mod tests {
     #[test]
     fn pinned_leave_bytes() {
         let msg = Message::Leave(Leave { hdr: hdr() });
-        assert_eq!(msg.encode(), [2, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
+        assert_eq!(msg.encode(), [3, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
     }
 
     #[test]
     fn rejects_bad_envelopes() {
         assert_eq!(Message::decode(&[]), Err(DecodeError::Empty));
         assert_eq!(Message::decode(&[1, 0]), Err(DecodeError::Version(1)));
-        assert_eq!(Message::decode(&[3, 0]), Err(DecodeError::Version(3)));
+        assert_eq!(Message::decode(&[2, 0]), Err(DecodeError::Version(2)));
+        assert_eq!(Message::decode(&[4, 0]), Err(DecodeError::Version(4)));
         assert_eq!(Message::decode(&[VERSION]), Err(DecodeError::Malformed));
         assert_eq!(
             Message::decode(&[VERSION, 200]),
@@ -542,6 +577,7 @@ mod tests {
             view_epoch: Round(0),
             heard: 0,
             health: Health::default(),
+            catalogue: 0,
             votes: heapless::Vec::new(),
         });
         let mut bytes = msg.encode();
@@ -555,13 +591,15 @@ mod tests {
         assert_eq!(Message::decode(&bytes), Err(DecodeError::Malformed));
     }
 
+    /// The largest vote: a load (bigger on the wire than any other event).
     fn big_vote(i: u64) -> Vote {
         Vote {
             member: MemberId(u64::MAX - i),
             seq: u32::MAX,
-            event: Event::Seek {
-                channel: Channel::Stem(u8::MAX),
-                to: Frames(u64::MAX),
+            event: Event::Load {
+                track: TrackId([0xFF; 16]),
+                channels: u8::MAX,
+                length: Frames(u64::MAX),
             },
         }
     }
@@ -588,7 +626,50 @@ mod tests {
                 })
                 .expect("capacity");
         }
-        Transport { channels }
+        Transport {
+            channels,
+            track: Some(LoadedTrack {
+                id: TrackId([0xFF; 16]),
+                length: Frames(u64::MAX),
+            }),
+        }
+    }
+
+    /// The largest track description and index page.
+    fn big_catalogue_replies(h: Header) -> [Message; 2] {
+        let long = "é".repeat(100);
+        let mut stems = heapless::Vec::new();
+        for i in 0..MAX_CHANNELS {
+            stems
+                .push(StemInfo {
+                    name: bounded(&long),
+                    hash: StemHash([u8::try_from(i).expect("small"); 32]),
+                })
+                .expect("capacity");
+        }
+        let track = CatalogueAnswer::Track(TrackInfo {
+            id: TrackId([0xFF; 16]),
+            title: bounded(&long),
+            length: Frames(u64::MAX),
+            stems,
+        });
+        let mut holdings = heapless::Vec::new();
+        for i in 0..INDEX_PAGE {
+            holdings
+                .push(Holding {
+                    track: TrackId([u8::try_from(i).expect("small"); 16]),
+                    stems: u8::MAX,
+                })
+                .expect("capacity");
+        }
+        let index = CatalogueAnswer::Index(IndexPage {
+            digest: u64::MAX,
+            name: bounded(&long),
+            page: u8::MAX,
+            pages: u8::MAX,
+            holdings,
+        });
+        [track, index].map(|answer| Message::CatalogueReply(CatalogueReply { hdr: h, answer }))
     }
 
     /// The largest messages we can build encode within the bound, and the
@@ -670,9 +751,11 @@ mod tests {
                 buffer_ms: u16::MAX,
                 xruns: u32::MAX,
             },
+            catalogue: u64::MAX,
             votes,
         });
-        for msg in [append, snapshot, heartbeat] {
+        let [track, index] = big_catalogue_replies(h);
+        for msg in [append, snapshot, heartbeat, track, index] {
             let bytes = msg.encode();
             assert!(bytes.len() <= MAX_MESSAGE_SIZE && bytes.len() <= MAX_DATAGRAM);
             assert_eq!(Message::decode(&bytes), Ok(msg));
@@ -696,6 +779,11 @@ mod tests {
             (channel(), any::<u8>()).prop_map(|(channel, g)| Event::Volume {
                 channel,
                 gain: Gain(g)
+            }),
+            (any::<[u8; 16]>(), any::<u8>(), any::<u64>()).prop_map(|(t, c, l)| Event::Load {
+                track: TrackId(t),
+                channels: c,
+                length: Frames(l)
             }),
         ]
     }
@@ -790,21 +878,28 @@ mod tests {
     }
 
     fn transport() -> impl Strategy<Value = Transport> {
-        proptest::collection::vec(
-            (any::<bool>(), any::<u64>(), any::<u64>(), any::<u8>()),
-            0..=MAX_CHANNELS,
+        (
+            proptest::collection::vec(
+                (any::<bool>(), any::<u64>(), any::<u64>(), any::<u8>()),
+                0..=MAX_CHANNELS,
+            ),
+            any::<Option<([u8; 16], u64)>>(),
         )
-        .prop_map(|chs| Transport {
-            channels: chs
-                .into_iter()
-                .map(|(playing, pos, at, g)| ChannelState {
-                    playing,
-                    anchor_pos: Frames(pos),
-                    anchor_at: MeshTime(at),
-                    gain: Gain(g),
-                })
-                .collect(),
-        })
+            .prop_map(|(chs, track)| Transport {
+                track: track.map(|(id, l)| LoadedTrack {
+                    id: TrackId(id),
+                    length: Frames(l),
+                }),
+                channels: chs
+                    .into_iter()
+                    .map(|(playing, pos, at, g)| ChannelState {
+                        playing,
+                        anchor_pos: Frames(pos),
+                        anchor_at: MeshTime(at),
+                        gain: Gain(g),
+                    })
+                    .collect(),
+            })
     }
 
     fn message() -> impl Strategy<Value = Message> {
@@ -815,10 +910,10 @@ mod tests {
                 entry_id(),
                 entry_id(),
                 votes::<MAX_RELAYED_VOTES>(),
-                any::<(u32, u16, u32)>(),
+                any::<(u32, u16, u32, u64)>(),
             )
                 .prop_map(
-                    |(hdr, (r, s, l, d, n, e, h), last, commit, votes, (c, b, x))| {
+                    |(hdr, (r, s, l, d, n, e, h), last, commit, votes, (c, b, x, cat))| {
                         Message::Heartbeat(Heartbeat {
                             hdr,
                             round: Round(r),
@@ -835,6 +930,7 @@ mod tests {
                                 buffer_ms: b,
                                 xruns: x,
                             },
+                            catalogue: cat,
                             votes,
                         })
                     }
@@ -915,7 +1011,60 @@ mod tests {
                 })
             ),
             header().prop_map(|hdr| Message::Leave(Leave { hdr })),
+            (
+                header(),
+                prop_oneof![
+                    any::<u8>().prop_map(|page| CatalogueQuery::Index { page }),
+                    any::<[u8; 16]>().prop_map(|t| CatalogueQuery::Track(TrackId(t))),
+                ]
+            )
+                .prop_map(|(hdr, query)| Message::CatalogueRequest(CatalogueRequest {
+                    hdr,
+                    query
+                })),
+            (header(), catalogue_answer())
+                .prop_map(|(hdr, answer)| Message::CatalogueReply(CatalogueReply { hdr, answer })),
         ]
+    }
+
+    fn catalogue_answer() -> impl Strategy<Value = CatalogueAnswer> {
+        let stem = (".{0,30}", any::<[u8; 32]>()).prop_map(|(n, h): (String, _)| StemInfo {
+            name: bounded(&n),
+            hash: StemHash(h),
+        });
+        let track = (
+            any::<[u8; 16]>(),
+            ".{0,80}",
+            any::<u64>(),
+            proptest::collection::vec(stem, 0..=MAX_CHANNELS),
+        )
+            .prop_map(|(id, title, l, stems): (_, String, _, _)| {
+                CatalogueAnswer::Track(TrackInfo {
+                    id: TrackId(id),
+                    title: bounded(&title),
+                    length: Frames(l),
+                    stems: stems.into_iter().collect(),
+                })
+            });
+        let holding = (any::<[u8; 16]>(), any::<u8>()).prop_map(|(t, stems)| Holding {
+            track: TrackId(t),
+            stems,
+        });
+        let index = (
+            any::<(u64, u8, u8)>(),
+            ".{0,40}",
+            proptest::collection::vec(holding, 0..=INDEX_PAGE),
+        )
+            .prop_map(|((digest, page, pages), name, holdings): (_, String, _)| {
+                CatalogueAnswer::Index(IndexPage {
+                    digest,
+                    name: bounded(&name),
+                    page,
+                    pages,
+                    holdings: holdings.into_iter().collect(),
+                })
+            });
+        prop_oneof![track, index]
     }
 
     proptest! {

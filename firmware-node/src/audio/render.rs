@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use autoharmonize_protocol::LocalTime;
 use autoharmonize_protocol::clock::MeshClock;
+use autoharmonize_protocol::content::TrackId;
 use autoharmonize_protocol::playout::{Change, EmissionFit, Schedule, change_at, exact_position};
 use autoharmonize_protocol::transport::{ChannelState, TIMELINE_RATE, Transport};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
@@ -380,6 +381,17 @@ fn measure_delay(mut r: Async<f32>, ratio: f64) -> f64 {
     last.0 as f64 / ratio - f64::from(last.1)
 }
 
+/// Where a renderer gets the voices of a track when the room loads another
+/// one: the node's library (see `audio::player`). Called on the decoder
+/// thread, between blocks; it may open files (a track change is rare, and
+/// the new track starts paused, so a slow open costs no audible frame).
+pub trait TrackVoices: Send {
+    /// The voices (one per stem this speaker plays) of `track`, or of the
+    /// speaker's default track for `None` (a room that never loaded one).
+    /// Never empty: a track this speaker cannot play gives a silent voice.
+    fn voices(&mut self, track: Option<TrackId>) -> Vec<Voice>;
+}
+
 /// The synchronised renderer (see the module doc).
 pub struct Renderer {
     timeline: Arc<SharedTimeline>,
@@ -398,6 +410,8 @@ pub struct Renderer {
     last_xruns: u64,
     stats: Arc<RenderStats>,
     timed: bool,
+    /// Voices for other tracks, and the track the current voices play.
+    tracks: Option<(Box<dyn TrackVoices>, Option<TrackId>)>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -449,7 +463,34 @@ impl Renderer {
             last_xruns: 0,
             stats,
             timed: false,
+            tracks: None,
         }
+    }
+
+    /// Lets the renderer follow track loads: `voices` (the ones given to
+    /// [`Renderer::new`]) play `current`; when the agreed state names
+    /// another track, `source` gives the voices of that one.
+    #[must_use]
+    pub fn with_tracks(mut self, source: Box<dyn TrackVoices>, current: Option<TrackId>) -> Self {
+        self.tracks = Some((source, current));
+        self
+    }
+
+    /// Swaps the voices if the state in force names another track. The new
+    /// track's channels start paused at frame 0, so the new voices start
+    /// silent and cue when the room plays.
+    fn follow_track(&mut self, state: &Transport) {
+        let Some((source, current)) = &mut self.tracks else {
+            return;
+        };
+        let want = state.track.map(|t| t.id);
+        if want == *current {
+            return;
+        }
+        info!(from = ?current, to = ?want, "track changed: switching voices");
+        self.voices = source.voices(want);
+        *current = want;
+        self.mix_gain = 1.0 / (self.voices.len().max(1) as f32).sqrt();
     }
 
     /// Mesh time (ns) at which device frame `frame` is heard, if known.
@@ -472,6 +513,7 @@ impl Renderer {
         let Some(state) = self.local.schedule.at(t0).cloned() else {
             return Ok(());
         };
+        self.follow_track(&state);
         let next = self
             .local
             .schedule
@@ -568,10 +610,13 @@ fn render_voice(
     v.following = Some(ch);
     let target_gain = amplitude(ch.gain.0);
     // Frames until the next change that ends this sound, if within reach.
+    // A channel the next state lacks (a track with fewer stems was
+    // loaded) ends too.
     let ends_in = next.and_then(|(tc, after)| {
-        let a = after.channel(v.channel)?;
-        matches!(change_at(&ch, a, *tc), Change::Stops | Change::Jumps)
-            .then(|| ((tc - ctx.t0) / ctx.ns_per_frame) as f32)
+        let ends = after
+            .channel(v.channel)
+            .is_none_or(|a| matches!(change_at(&ch, a, *tc), Change::Stops | Change::Jumps));
+        ends.then(|| ((tc - ctx.t0) / ctx.ns_per_frame) as f32)
     });
 
     let fading_out = v.cued && v.fading;

@@ -66,6 +66,70 @@ impl Holders for StaticHolders {
     }
 }
 
+/// The holders the room's catalogue names, once the mesh publishes it
+/// ([`RoomHolders::attach`]); before that, or when it names nobody for a
+/// stem, every static peer is asked.
+#[derive(Debug, Default)]
+pub struct RoomHolders {
+    catalogue: Mutex<Option<CatalogueRx>>,
+    fallback: Vec<SocketAddr>,
+}
+
+type CatalogueRx = tokio::sync::watch::Receiver<Arc<crate::catalogue::CatalogueView>>;
+
+impl RoomHolders {
+    /// Holders from the catalogue once attached; `fallback` until then.
+    #[must_use]
+    pub fn new(fallback: Vec<SocketAddr>) -> RoomHolders {
+        RoomHolders {
+            catalogue: Mutex::new(None),
+            fallback,
+        }
+    }
+
+    /// Follows the mesh's catalogue snapshots from now on.
+    pub fn attach(&self, catalogue: CatalogueRx) {
+        *self
+            .catalogue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(catalogue);
+    }
+
+    fn view(&self) -> Option<Arc<crate::catalogue::CatalogueView>> {
+        self.catalogue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|rx| Arc::clone(&rx.borrow()))
+    }
+
+    /// The description of track `id` (its stems and their hashes), if the
+    /// room's catalogue has it.
+    #[must_use]
+    pub fn track(
+        &self,
+        id: autoharmonize_protocol::content::TrackId,
+    ) -> Option<autoharmonize_protocol::catalogue::TrackInfo> {
+        self.view()?.track(id).map(|t| t.info.clone())
+    }
+}
+
+impl Holders for RoomHolders {
+    /// The catalogue's holders of `stem` (their exchange listens on their
+    /// mesh port, over TCP), else the static peers.
+    fn holders(&self, stem: StemHash) -> Vec<SocketAddr> {
+        let named: Vec<SocketAddr> = self
+            .view()
+            .map(|v| v.holders(stem).into_iter().map(|(_, a)| a).collect())
+            .unwrap_or_default();
+        if named.is_empty() {
+            self.fallback.clone()
+        } else {
+            named
+        }
+    }
+}
+
 /// How the node streams.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {

@@ -32,17 +32,18 @@ mod votes;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::catalogue::{Catalogue, CatalogueAnswer, TrackInfo};
 use crate::clock::{ClockEstimator, ClockSample, MeshClock};
 use crate::event::{Event, Vote};
 use crate::ids::{BootId, Channel, MemberId, RoomId, Round, Term};
 use crate::membership::{View, room_wins};
 use crate::time::{LocalTime, MeshTime, Nanos};
-use crate::transport::{Gain, Transport};
+use crate::transport::{Gain, LoadedTrack, MAX_CHANNELS, Transport};
 use crate::wire::{
-    Append, ClockReply, DecodeError, Entry, EntryId, Header, Health, Heartbeat, JoinRequest, Leave,
-    MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS, MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS,
-    MAX_VIEW_CHANGES, MemberInfo, Message, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot,
-    SnapshotRequest, ViewChange, VoteCast,
+    Append, CatalogueReply, CatalogueRequest, ClockReply, DecodeError, Entry, EntryId, Header,
+    Health, Heartbeat, JoinRequest, Leave, MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS,
+    MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS, MAX_VIEW_CHANGES, MemberInfo, Message, Role,
+    SNAPSHOT_MEMBERS_PER_PART, Snapshot, SnapshotRequest, ViewChange, VoteCast,
 };
 
 pub use replica::{Applied, Timing};
@@ -62,6 +63,10 @@ pub struct Config {
     pub stem: Option<u8>,
     /// Channels of a room this member founds.
     pub channels: u8,
+    /// Track a room this member founds starts with (with `channels`
+    /// channels), so a speaker alone with its library plays its first
+    /// track without anyone voting a load.
+    pub track: Option<LoadedTrack>,
     /// Round timing of a room this member founds.
     pub timing: Timing,
     /// Leader silence after which the first-ranked follower campaigns
@@ -86,6 +91,7 @@ impl Default for Config {
             role: Role::Speaker,
             stem: None,
             channels: 4,
+            track: None,
             timing: Timing {
                 heartbeat,
                 apply_delay: Nanos::from_millis(120),
@@ -375,6 +381,8 @@ pub struct Member {
     transmits: VecDeque<Transmit>,
     events: VecDeque<MemberEvent>,
     counters: Counters,
+    /// The room's tracks, holdings and names (see [`crate::catalogue`]).
+    catalogue: Catalogue,
 }
 
 impl Member {
@@ -418,7 +426,22 @@ impl Member {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            catalogue: Catalogue::new(id, ""),
         }
+    }
+
+    /// Sets this member's name and library (the tracks it holds, with a
+    /// mask of the stems it holds of each), announced to the room through
+    /// the catalogue digest of its heartbeats. Returns how many tracks are
+    /// announced (inconsistent descriptions are skipped).
+    pub fn set_library(&mut self, name: &str, library: Vec<(TrackInfo, u8)>) -> usize {
+        self.catalogue.set_local(name, library)
+    }
+
+    /// The room's catalogue as this member knows it.
+    #[must_use]
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     // ----- observation -------------------------------------------------
@@ -665,12 +688,31 @@ impl Member {
         {
             return Err(CastError::Invalid("volume above 100"));
         }
+        if let (Event::Seek { to, .. }, Some(end)) = (event, r.transport.length())
+            && to > end
+        {
+            return Err(CastError::Invalid("seek past the end of the track"));
+        }
+        if let Event::Load { channels, .. } = event
+            && !(1..=MAX_CHANNELS).contains(&usize::from(channels))
+        {
+            return Err(CastError::Invalid("a track has 1 to 8 channels"));
+        }
         if !self.writable(now) {
             return Err(CastError::ReadOnly);
         }
         let vote = self.own.push(self.id, event).ok_or(CastError::QueueFull)?;
         self.send_head_vote(now);
         Ok(vote.seq)
+    }
+
+    /// The transport of a room founded here at mesh instant `at`.
+    fn founding_transport(&self, at: MeshTime) -> Transport {
+        let channels = usize::from(self.cfg.channels);
+        match self.cfg.track {
+            Some(track) => Transport::loaded(track, channels, at, Gain::DEFAULT),
+            None => Transport::new(channels, at, Gain::DEFAULT),
+        }
     }
 
     /// Sends the own in-flight vote at once if it just became the head.
@@ -770,6 +812,60 @@ impl Member {
             Message::Campaign(c) => self.on_campaign(now, c),
             Message::Ballot(b) => self.on_ballot(now, b),
             Message::Leave(l) => self.on_leave(now, l),
+            Message::CatalogueRequest(q) => self.on_catalogue_request(q),
+            Message::CatalogueReply(a) => self.on_catalogue_reply(a),
+        }
+    }
+
+    /// Whether `id` is in our view or the one our log leads to.
+    fn knows(&self, id: MemberId) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| r.view.get(id).is_some() || r.log_view().get(id).is_some())
+    }
+
+    fn on_catalogue_request(&mut self, q: CatalogueRequest) {
+        // Only members of the room are answered: a stranger with the
+        // secret but in another room learns our tracks once it joins.
+        if !self.knows(q.hdr.from) {
+            self.counters.stale += 1;
+            return;
+        }
+        if let Some(answer) = self.catalogue.answer(q.query) {
+            let msg = Message::CatalogueReply(CatalogueReply {
+                hdr: self.header(),
+                answer,
+            });
+            self.push_transmit(Dest::Member(q.hdr.from), &msg);
+        }
+    }
+
+    fn on_catalogue_reply(&mut self, a: CatalogueReply) {
+        if !self.knows(a.hdr.from) {
+            self.counters.stale += 1;
+            return;
+        }
+        match a.answer {
+            CatalogueAnswer::Index(page) => self.catalogue.on_index(a.hdr.from, page),
+            CatalogueAnswer::Track(info) => self.catalogue.on_track(info),
+        }
+    }
+
+    /// Forgets the catalogue of members that left and asks the questions
+    /// that are due.
+    fn tick_catalogue(&mut self, now: LocalTime) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let (view, log_view) = (&r.view, r.log_view());
+        self.catalogue
+            .retain(|id| view.get(id).is_some() || log_view.get(id).is_some());
+        for (to, query) in self.catalogue.poll_queries(now) {
+            let msg = Message::CatalogueRequest(CatalogueRequest {
+                hdr: self.header(),
+                query,
+            });
+            self.push_transmit(Dest::Member(to), &msg);
         }
     }
 
@@ -835,6 +931,7 @@ impl Member {
                 self.peer_health.retain(|id, _| r.view.get(*id).is_some());
             }
             self.peer_health.insert(h.hdr.from, (h.health, now));
+            self.catalogue.announced(h.hdr.from, h.catalogue);
         }
         // Either view: a member whose removal is still uncommitted must be
         // kept up to date, the old view's quorum may need it.
@@ -1373,7 +1470,10 @@ impl Member {
         }
         match self.phase {
             Phase::Seeking { .. } => self.tick_seeking(now),
-            Phase::Member => self.tick_member(now),
+            Phase::Member => {
+                self.tick_member(now);
+                self.tick_catalogue(now);
+            }
         }
     }
 
@@ -1431,10 +1531,10 @@ impl Member {
             stem: self.cfg.stem,
             last_seq: 0,
         };
-        let transport = self.replica.as_ref().map_or_else(
-            || Transport::new(usize::from(self.cfg.channels), mesh, Gain(80)),
-            |r| r.transport.clone(),
-        );
+        let transport = self
+            .replica
+            .as_ref()
+            .map_or_else(|| self.founding_transport(mesh), |r| r.transport.clone());
         let term = Term(1);
         let commit = EntryId { round, term };
         self.replica = Some(Replica::found(
@@ -1552,6 +1652,7 @@ impl Member {
             view_epoch: r.map_or(Round(0), |r| r.view_epoch),
             heard,
             health: self.health(),
+            catalogue: self.catalogue.digest(),
             votes,
         })
     }

@@ -399,7 +399,11 @@ impl Replica {
             let _ = effective.push(*vote);
         }
         let apply_at = self.timing.apply_at(entry.id.round);
-        let choice = choose(&effective, self.transport.channel_count());
+        let choice = choose(
+            &effective,
+            self.transport.channel_count(),
+            self.transport.length(),
+        );
         self.transport.apply(&choice, apply_at);
         self.commit = entry.id;
         self.digest = digest_of(self.commit, self.view_epoch, &self.view, &self.transport);
