@@ -28,7 +28,7 @@ use super::render::{
 };
 use super::track::{Selection, StemChoice, Track};
 use crate::library::Library;
-use crate::stream::{RoomHolders, Streaming, StreamingStatus};
+use crate::stream::{LateStem, RoomHolders, Streaming, StreamingStatus};
 
 /// What a node's player needs.
 #[derive(Clone, Debug)]
@@ -171,6 +171,23 @@ impl TrackVoices for LibraryVoices {
                             remote,
                             &mut now,
                         )
+                    }
+                    (None, Some(remote)) if id.is_some() && self.stem != StemChoice::All => {
+                        let id = id.expect("checked above");
+                        now.problems.push(format!(
+                            "track {id} is not described by the room's catalogue yet; silence in sync until it is, then streaming"
+                        ));
+                        let ch = fallback_channels(&self.stem)[0];
+                        let late = LateStem::new(
+                            Arc::clone(&remote.room),
+                            Arc::clone(&remote.streaming),
+                            id,
+                            self.stem.clone(),
+                            self.device,
+                        );
+                        Voice::new(ch, Box::new(late), self.device.rate)
+                            .map(|v| vec![v])
+                            .unwrap_or_else(|_| silent_voices(&self.stem, self.device))
                     }
                     _ => {
                         now.problems.push(match id {

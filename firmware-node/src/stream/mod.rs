@@ -381,6 +381,112 @@ impl Streaming {
     }
 }
 
+/// A stem of a track the room loaded before this speaker learnt the
+/// track's description (it joined a playing room and the catalogue is
+/// still arriving): silence in sync, looking the track up every ~100 ms of
+/// audio, then the streamed stem from the current position on.
+pub struct LateStem {
+    room: Arc<RoomHolders>,
+    streaming: Arc<Streaming>,
+    track: autoharmonize_protocol::content::TrackId,
+    choice: crate::audio::track::StemChoice,
+    spec: StreamSpec,
+    position: u64,
+    since_look: u64,
+    inner: Option<StreamedStem>,
+}
+
+impl std::fmt::Debug for LateStem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateStem")
+            .field("track", &self.track)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LateStem {
+    /// The stem `choice` (an index or a name) of `track`, once described.
+    #[must_use]
+    pub fn new(
+        room: Arc<RoomHolders>,
+        streaming: Arc<Streaming>,
+        track: autoharmonize_protocol::content::TrackId,
+        choice: crate::audio::track::StemChoice,
+        spec: StreamSpec,
+    ) -> LateStem {
+        LateStem {
+            room,
+            streaming,
+            track,
+            choice,
+            spec,
+            position: 0,
+            since_look: u64::MAX,
+            inner: None,
+        }
+    }
+
+    fn look(&mut self) {
+        use crate::audio::track::StemChoice;
+        let Some(info) = self.room.track(self.track) else {
+            return;
+        };
+        let stem = match &self.choice {
+            StemChoice::Index(i) => info.stems.get(*i),
+            StemChoice::Name(n) => info.stems.iter().find(|s| s.name.as_str() == n),
+            StemChoice::All => None,
+        };
+        if let Some(s) = stem {
+            info!(track = %self.track, stem = %s.name, hash = %s.hash, "track described; streaming the stem");
+            let mut inner = self.streaming.stream(s.hash, self.spec);
+            let _ = crate::audio::decode::AudioSource::seek(&mut inner, self.position);
+            self.inner = Some(inner);
+        }
+    }
+}
+
+impl crate::audio::decode::AudioSource for LateStem {
+    fn spec(&self) -> StreamSpec {
+        self.spec
+    }
+
+    fn read(&mut self, out: &mut [f32]) -> Result<usize, crate::audio::decode::DecodeError> {
+        if self.inner.is_none() && self.since_look >= u64::from(self.spec.rate / 10) {
+            self.since_look = 0;
+            self.look();
+        }
+        if let Some(inner) = self.inner.as_mut() {
+            let n = inner.read(out)?;
+            self.position = inner.position();
+            return Ok(n);
+        }
+        out.fill(0.0);
+        let n = out.len() / usize::from(self.spec.channels.max(1));
+        self.position += n as u64;
+        self.since_look = self.since_look.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn seek(&mut self, frame: u64) -> Result<(), crate::audio::decode::DecodeError> {
+        self.position = frame;
+        match self.inner.as_mut() {
+            Some(inner) => inner.seek(frame),
+            None => Ok(()),
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn skipped_packets(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, crate::audio::decode::AudioSource::skipped_packets)
+    }
+}
+
 /// The manifest of the file at `path`, read in 1 MiB pieces.
 ///
 /// # Errors
