@@ -196,15 +196,25 @@ impl StreamLab {
     ///
     /// # Errors
     /// A recording cannot be read.
-    pub fn finish(mut self, hosts: &[usize]) -> anyhow::Result<Vec<Series>> {
+    pub fn finish(self, hosts: &[usize]) -> anyhow::Result<Vec<Series>> {
+        let paths: Vec<PathBuf> = hosts.iter().map(|&i| self.records[i].clone()).collect();
+        self.finish_paths(&paths)
+    }
+
+    /// Stops every node and reads the recordings at `paths` (before the
+    /// room's directory goes).
+    ///
+    /// # Errors
+    /// A recording cannot be read.
+    pub fn finish_paths(mut self, paths: &[PathBuf]) -> anyhow::Result<Vec<Series>> {
         for i in 0..3 {
             if self.room.running(i) {
                 self.room.terminate(i);
             }
         }
-        hosts
+        paths
             .iter()
-            .map(|&i| Series::read(&self.records[i]).map_err(Into::into))
+            .map(|p| Series::read(p).map_err(Into::into))
             .collect()
     }
 
@@ -261,18 +271,32 @@ pub fn audible_in_sync(a: &Series, b: &Series, from: u64, to: u64) -> Option<u64
     None
 }
 
-/// When `s` started playing from `target` after `from` (the method of
-/// [`crate::sync_run`]: the first reading 10–40 ms past the target phase,
-/// dated back to the target), if within 3 s.
+/// When `s` started playing from `target` after `from`: the first
+/// reading after `from` that breaks the continuity of what it played
+/// before (a jump, not the timecode's own wrap) and lies 0–40 ms past the
+/// target's phase, dated back to the target; if within 3 s. (The phase
+/// alone repeats every 100 ms, so the jump is what dates the change.)
 #[must_use]
 pub fn changed_to(s: &Series, target: u64, from: u64) -> Option<u64> {
     let target_phase = (target % timecode::PERIOD) as f64;
+    let frames_per_ns = RATE as f64 / 1e9;
+    let mut anchor: Option<(u64, f64)> = None;
     let mut t = from;
     while t < from + 3_000_000_000 {
         if let Some(p) = s.phase_at(t, 2_000_000) {
-            let d = timecode::circular_diff(p, target_phase);
-            if (480.0..1_920.0).contains(&d) {
-                return Some(t - (d / RATE as f64 * 1e9) as u64);
+            match anchor {
+                None => anchor = Some((t, p)),
+                Some((ta, pa)) => {
+                    let expected = pa + (t - ta) as f64 * frames_per_ns;
+                    if timecode::circular_diff(p, expected).abs() > 24.0 {
+                        let d = timecode::circular_diff(p, target_phase);
+                        if (0.0..1_920.0).contains(&d) {
+                            return Some(t - (d / frames_per_ns) as u64);
+                        }
+                        // Not the target: a re-cue or another jump; follow it.
+                    }
+                    anchor = Some((t, p));
+                }
             }
         }
         t += 1_000_000;
