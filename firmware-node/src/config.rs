@@ -1619,6 +1619,26 @@ mod tests {
         assert!(debug.contains("32 bytes, redacted"), "{debug}");
     }
 
+    #[test]
+    fn cache_settings_default_and_are_checked() {
+        let f = Fixture::new();
+        let config = f.load("", &[]).expect("valid config");
+        assert_eq!(config.cache_dir, config.state_dir.join("chunks"));
+        assert_eq!(config.cache_max_bytes, DEFAULT_CACHE_BYTES);
+        let config = f
+            .load("cache_max = \"64M\"", &["--cache-dir", "/tmp/chunks"])
+            .expect("valid config");
+        assert_eq!(config.cache_max_bytes, 64 << 20);
+        assert_eq!(config.cache_dir, PathBuf::from("/tmp/chunks"));
+        let msg = message(f.load("cache_max = \"1M\"", &[]));
+        assert!(msg.contains("key 'cache_max': 1M is too small"), "{msg}");
+        let msg = message(f.load("", &["--cache-max", "lots"]));
+        assert!(
+            msg.contains("--cache-max") && msg.contains("'lots' is not a size"),
+            "{msg}"
+        );
+    }
+
     /// The shipped example must stay valid, with its commented-out values
     /// switched on too.
     #[test]

@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use autoharmonize_node::audio::StreamSpec;
 use autoharmonize_node::audio::decode::{AudioSource, StemDecoder};
+use autoharmonize_node::library::hash_file;
 use autoharmonize_node::stream::link::{LinkError, LinkOptions, Peer};
 use autoharmonize_node::stream::source::StreamedStem;
-use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming, hash_file};
+use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
 use autoharmonize_protocol::exchange::{ExchangeError, LinkKey};
 use autoharmonize_protocol::seal::GroupKey;
 

@@ -28,14 +28,13 @@ pub mod link;
 pub mod source;
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
-use autoharmonize_protocol::content::{Manifest, ManifestBuilder, StemHash};
+use autoharmonize_protocol::content::{Manifest, StemHash};
 use autoharmonize_protocol::exchange::LinkKey;
 use tracing::{info, warn};
 
@@ -309,27 +308,6 @@ impl Streaming {
             .insert(stem, (path, manifest));
     }
 
-    /// Hashes the stem files at `paths` on a blocking thread and serves
-    /// them; returns their stem hashes (in order, `None` for a file that
-    /// cannot be read).
-    pub fn serve_files(&self, paths: Vec<PathBuf>) -> Vec<Option<StemHash>> {
-        paths
-            .into_iter()
-            .map(|p| match hash_file(&p) {
-                Ok(m) => {
-                    let stem = m.stem_hash();
-                    info!(path = %p.display(), %stem, "serving stem");
-                    self.serve_file(p, m);
-                    Some(stem)
-                }
-                Err(e) => {
-                    warn!(path = %p.display(), "cannot hash a stem to serve it: {e}");
-                    None
-                }
-            })
-            .collect()
-    }
-
     /// An `AudioSource` playing `stem` as it streams in, shaped `spec`;
     /// starts its fetch loop (which stops when the source is dropped).
     #[must_use]
@@ -484,23 +462,6 @@ impl crate::audio::decode::AudioSource for LateStem {
         self.inner
             .as_ref()
             .map_or(0, crate::audio::decode::AudioSource::skipped_packets)
-    }
-}
-
-/// The manifest of the file at `path`, read in 1 MiB pieces.
-///
-/// # Errors
-/// The file cannot be read.
-pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
-    let mut f = std::fs::File::open(path)?;
-    let mut b = ManifestBuilder::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(b.finish());
-        }
-        b.update(&buf[..n]);
     }
 }
 
