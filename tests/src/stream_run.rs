@@ -87,8 +87,8 @@ impl StreamLab {
         let records: Vec<PathBuf> = (0..3)
             .map(|i| room.dir().join(format!("dac{i}.txt")))
             .collect();
-        for i in 0..3 {
-            let a = args(i, &records[i], delay_ms);
+        for (i, record) in records.iter().enumerate() {
+            let a = args(i, record, delay_ms);
             let a: Vec<&str> = a.iter().map(String::as_str).collect();
             room.set_args(i, &a);
         }
