@@ -76,14 +76,21 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     );
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
-    let player_config = player_config(config);
-    let mut player_config = player_config;
+    let mut player_config = player_config(config);
     let room = Arc::new(RoomHolders::new(config.peers.clone()));
-    let streaming = start_streaming(cli, config, &key, &player_config.library, Arc::clone(&room))?;
-    player_config.remote = Some(Remote {
-        streaming,
-        room: Arc::clone(&room),
-    });
+    // Like audio, streaming is not worth leaving the room over: without it
+    // this speaker plays only what it holds, and says why.
+    match start_streaming(cli, config, &key, &player_config.library, Arc::clone(&room)) {
+        Ok(streaming) => {
+            player_config.remote = Some(Remote {
+                streaming,
+                room: Arc::clone(&room),
+            });
+        }
+        Err(e) => {
+            tracing::error!("streaming disabled (stems this speaker lacks stay silent): {e:#}")
+        }
+    }
     let default = player_config
         .default_track
         .and_then(|id| player_config.library.get(id));
