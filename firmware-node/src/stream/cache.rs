@@ -176,6 +176,20 @@ impl StemView {
         }
     }
 
+    /// The whole of chunk `i`, if cached, for serving it to a peer: unlike
+    /// [`StemView::read_at`] it leaves this speaker's own playhead, demand
+    /// and play counts alone.
+    #[must_use]
+    pub fn chunk_bytes(&self, i: u64) -> Option<Vec<u8>> {
+        if !self.has(i) {
+            return None;
+        }
+        let bytes = std::fs::read(self.chunk_path(i)).ok()?;
+        // Checked again: the file may have changed on disk since it was
+        // verified, and a peer must not be served a bad chunk by us.
+        self.manifest.verify_chunk(i, &bytes).then_some(bytes)
+    }
+
     /// Records that the decoder waits for chunk `i` and wakes the fetcher.
     pub fn want(&self, i: u64) -> u64 {
         self.demand.store(i, Ordering::Release);

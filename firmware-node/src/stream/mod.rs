@@ -176,20 +176,7 @@ impl ChunkSource for Served {
             f.read_exact_at(&mut buf, start).ok()?;
             return Some(buf);
         }
-        let view = self.cache.stem(stem)?;
-        if !view.has(index) {
-            return None;
-        }
-        let (start, end) = view.manifest().chunk_range(index)?;
-        let mut buf = vec![0u8; usize::try_from(end - start).ok()?];
-        let mut at = 0;
-        while at < buf.len() {
-            match view.read_at(start + at as u64, &mut buf[at..]) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => at += n,
-            }
-        }
-        Some(buf)
+        self.cache.stem(stem)?.chunk_bytes(index)
     }
 }
 
