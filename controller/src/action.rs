@@ -6,7 +6,9 @@
 //! same words. The protocol would drop a vote for a channel the track lacks
 //! without saying why; checking here gives the person a reason instead.
 
+use autoharmonize_node::catalogue::{TrackStatus, find_track};
 use autoharmonize_protocol::Channel;
+use autoharmonize_protocol::content::TrackId;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::transport::{Frames, Gain};
 use serde::Deserialize;
@@ -44,8 +46,14 @@ pub enum ActionError {
     /// The seek target is not a time.
     #[error(transparent)]
     Position(#[from] PositionError),
+    /// The track name picks no track, or several.
+    #[error(transparent)]
+    Track(#[from] autoharmonize_node::catalogue::FindError),
+    /// The catalogue describes the track in a way no vote can carry.
+    #[error("track {0} cannot be loaded: {1}")]
+    BadTrack(String, &'static str),
     /// An operation the mixer does not know.
-    #[error("unknown action {0:?} (play, pause, seek, volume)")]
+    #[error("unknown action {0:?} (play, pause, seek, volume, load)")]
     UnknownOp(String),
     /// A field the operation needs is missing.
     #[error("{0}")]
@@ -85,7 +93,8 @@ pub fn parse_volume(text: &str) -> Result<Gain, ActionError> {
 pub struct Request {
     /// `play`, `pause`, `seek` or `volume`.
     pub op: String,
-    /// `"all"` or a stem number.
+    /// `"all"` or a stem number (unused by `load`).
+    #[serde(default)]
     pub channel: serde_json::Value,
     /// Seek target in milliseconds.
     #[serde(default)]
@@ -93,14 +102,25 @@ pub struct Request {
     /// Volume in percent.
     #[serde(default)]
     pub gain: Option<serde_json::Value>,
+    /// Track to load (`load`): title or id prefix.
+    #[serde(default)]
+    pub track: Option<String>,
 }
 
 impl Request {
-    /// The event it asks for (not yet checked against the track).
+    /// The event it asks for (not yet checked against the track); a load
+    /// is resolved against the room's `tracks`.
     ///
     /// # Errors
-    /// [`ActionError`] for an unknown operation, channel or value.
-    pub fn event(&self) -> Result<Event, ActionError> {
+    /// [`ActionError`] for an unknown operation, channel, value or track.
+    pub fn event(&self, tracks: &[TrackStatus]) -> Result<Event, ActionError> {
+        if self.op == "load" {
+            let query = self
+                .track
+                .as_deref()
+                .ok_or(ActionError::Missing("load needs \"track\""))?;
+            return load_event(tracks, query);
+        }
         let channel = match &self.channel {
             serde_json::Value::String(s) => parse_channel(s)?,
             serde_json::Value::Number(n) => parse_channel(&n.to_string())?,
@@ -131,6 +151,33 @@ impl Request {
     }
 }
 
+/// The vote that loads the track `query` names (a title, a unique title
+/// prefix, or an id prefix of at least 4 hex digits) among the room's
+/// `tracks`: its id, channel count and length come from the catalogue, so
+/// every member applies the same state whether or not it holds the track.
+///
+/// # Errors
+/// [`ActionError::Track`] if the name picks no track or several;
+/// [`ActionError::BadTrack`] if the description cannot be voted.
+pub fn load_event(tracks: &[TrackStatus], query: &str) -> Result<Event, ActionError> {
+    let t = find_track(tracks, query, |t| (t.title.as_str(), t.id.clone()))?;
+    let track: TrackId =
+        t.id.parse()
+            .map_err(|_| ActionError::BadTrack(t.id.clone(), "its id is not 32 hex digits"))?;
+    let channels = u8::try_from(t.channels.len())
+        .ok()
+        .filter(|&n| (1..=8).contains(&n))
+        .ok_or(ActionError::BadTrack(
+            t.id.clone(),
+            "it has no channels or too many",
+        ))?;
+    Ok(Event::Load {
+        track,
+        channels,
+        length: Frames(t.length_frames),
+    })
+}
+
 /// Checks `event` against the room's track: `channels` stems and, when
 /// known, its `length`.
 ///
@@ -138,6 +185,10 @@ impl Request {
 /// [`ActionError::UnknownChannel`], [`ActionError::NoChannels`] or
 /// [`ActionError::SeekPastEnd`].
 pub fn check(event: &Event, channels: usize, length: Option<Frames>) -> Result<(), ActionError> {
+    if matches!(event, Event::Load { .. }) {
+        // Checked when it was resolved from the catalogue (`load_event`).
+        return Ok(());
+    }
     match event.channel() {
         Channel::Stem(i) if usize::from(i) >= channels => {
             return Err(ActionError::UnknownChannel {
@@ -193,20 +244,20 @@ mod tests {
     #[test]
     fn mixer_requests_become_events() {
         assert_eq!(
-            req(r#"{"op":"play","channel":"all"}"#).event(),
+            req(r#"{"op":"play","channel":"all"}"#).event(&[]),
             Ok(Event::Play {
                 channel: Channel::All
             })
         );
         assert_eq!(
-            req(r#"{"op":"seek","channel":1,"ms":1000}"#).event(),
+            req(r#"{"op":"seek","channel":1,"ms":1000}"#).event(&[]),
             Ok(Event::Seek {
                 channel: Channel::Stem(1),
                 to: Frames(48_000)
             })
         );
         assert_eq!(
-            req(r#"{"op":"volume","channel":"all","gain":40}"#).event(),
+            req(r#"{"op":"volume","channel":"all","gain":40}"#).event(&[]),
             Ok(Event::Volume {
                 channel: Channel::All,
                 gain: Gain(40)
@@ -214,17 +265,76 @@ mod tests {
         );
         assert!(
             req(r#"{"op":"volume","channel":"all","gain":140}"#)
-                .event()
+                .event(&[])
                 .is_err()
         );
         assert!(
             req(r#"{"op":"volume","channel":"all","gain":"x"}"#)
-                .event()
+                .event(&[])
                 .is_err()
         );
-        assert!(req(r#"{"op":"seek","channel":0}"#).event().is_err());
-        assert!(req(r#"{"op":"jump","channel":0}"#).event().is_err());
-        assert!(req(r#"{"op":"play","channel":null}"#).event().is_err());
+        assert!(req(r#"{"op":"seek","channel":0}"#).event(&[]).is_err());
+        assert!(req(r#"{"op":"jump","channel":0}"#).event(&[]).is_err());
+        assert!(req(r#"{"op":"play","channel":null}"#).event(&[]).is_err());
+    }
+
+    fn track(id: char, title: &str, channels: usize) -> TrackStatus {
+        TrackStatus {
+            id: id.to_string().repeat(32),
+            title: title.into(),
+            length_frames: 48_000 * 90,
+            channels: (0..channels).map(|i| format!("s{i}")).collect(),
+            stems: Vec::new(),
+            holders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn loads_resolve_titles_and_id_prefixes_and_refuse_the_rest() {
+        let tracks = [
+            track('a', "Morning", 2),
+            track('b', "Mourning Dove", 3),
+            track('c', "Broken", 0),
+        ];
+        let morning = Event::Load {
+            track: "a".repeat(32).parse().unwrap_or(TrackId([0; 16])),
+            channels: 2,
+            length: Frames(48_000 * 90),
+        };
+        assert_eq!(load_event(&tracks, "morning"), Ok(morning));
+        assert_eq!(load_event(&tracks, "aaaa"), Ok(morning));
+        assert!(matches!(
+            load_event(&tracks, "Mourn"),
+            Ok(Event::Load { channels: 3, .. })
+        ));
+        // "Mo" matches two titles: ambiguous, both named.
+        let ambiguous = load_event(&tracks, "Mo")
+            .expect_err("two titles match")
+            .to_string();
+        assert!(
+            ambiguous.contains("Morning") && ambiguous.contains("Mourning Dove"),
+            "{ambiguous}"
+        );
+        let unknown = load_event(&tracks, "Evening")
+            .expect_err("no title matches")
+            .to_string();
+        assert!(unknown.contains("no track called 'Evening'"), "{unknown}");
+        assert!(matches!(
+            load_event(&tracks, "Broken"),
+            Err(ActionError::BadTrack(..))
+        ));
+        assert!(matches!(load_event(&[], "x"), Err(ActionError::Track(_))));
+        // From the mixer page.
+        assert_eq!(
+            req(r#"{"op":"load","track":"aaaaaaaa"}"#).event(&tracks),
+            Ok(morning)
+        );
+        assert!(matches!(
+            req(r#"{"op":"load"}"#).event(&tracks),
+            Err(ActionError::Missing(_))
+        ));
+        // A load is not a channel action: a room without channels takes it.
+        assert_eq!(check(&morning, 0, Some(Frames(1))), Ok(()));
     }
 
     #[test]

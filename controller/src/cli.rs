@@ -96,6 +96,10 @@ pub struct RoomArgs {
     /// Seconds to look for the room before saying no speaker was found.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
     pub wait: u64,
+    /// The name the room shows for this controller (at most 32 bytes are
+    /// sent). Default: this computer's hostname, marked "(controller)".
+    #[arg(long, value_name = "NAME", global = true)]
+    pub name: Option<String>,
 }
 
 /// One thing to do.
@@ -139,11 +143,13 @@ pub enum Verb {
         /// Volume in percent, 0 to 100.
         percent: String,
     },
-    /// List the tracks the room knows.
+    /// List the tracks the room holds: id, title, length, channels and
+    /// which speaker holds which stems.
     Tracks,
-    /// Load a track on every speaker.
+    /// Load a track on every speaker (paused at the start; then `play`).
     Load {
-        /// The track's id.
+        /// The track: its title, a unique start of its title, or the start
+        /// of its id (at least 4 hex digits), as `tracks` lists them.
         track: String,
     },
     /// Start a whole room on this computer: speakers playing a generated

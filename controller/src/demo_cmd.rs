@@ -238,6 +238,7 @@ async fn run_room(
         mdns_interfaces: Vec::new(),
         heartbeat_ms: 100,
         give_up: Duration::from_secs(10),
+        name: Some("demo mixer".into()),
     })
     .await
     .map_err(failed)?;

@@ -46,6 +46,9 @@ pub struct LinkConfig {
     pub heartbeat_ms: u64,
     /// How long silence means there is no speaker.
     pub give_up: Duration,
+    /// The name the room shows for this controller (`None`: the
+    /// hostname, marked as a controller).
+    pub name: Option<String>,
 }
 
 /// Why the controller could not do what was asked. Retrying helps for
@@ -136,7 +139,12 @@ impl Link {
         let (mesh, status) = Mesh::new(MeshSetup {
             id,
             boot,
-            name: format!("controller-{}", &id.to_string()[..8]),
+            name: cfg.name.clone().unwrap_or_else(|| {
+                autoharmonize_node::config::hostname().map_or_else(
+                    || format!("controller-{}", &id.to_string()[..8]),
+                    |h| format!("{h} (controller)"),
+                )
+            }),
             member: mesh::member_config_for(Role::Controller, cfg.heartbeat_ms, None),
             key,
             socket,
@@ -217,6 +225,34 @@ impl Link {
     #[must_use]
     pub fn connection(&self) -> Connection {
         Connection::of(&self.status(), self.waited(), self.give_up)
+    }
+
+    /// Waits (at most `timeout`) until the room's catalogue has arrived:
+    /// every member's index and every track's description. Returns the
+    /// latest status either way; a catalogue still incomplete after the
+    /// timeout lists what has arrived (members that do not answer are
+    /// evicted from the view, and with them their tracks).
+    pub async fn catalogue(&self, timeout: Duration) -> Arc<NodeStatus> {
+        let mut rx = self.status.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = rx.borrow_and_update().clone();
+            // A fresh member knows nobody's index until the first
+            // heartbeats: wait until the view's speakers gave names too.
+            let named = st
+                .view
+                .iter()
+                .all(|m| m.name.is_some() || m.role == "controller");
+            if st.catalogue_complete && named && st.room.is_some() {
+                return st;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.status();
+            }
+        }
     }
 
     /// Waits until the controller is in the room and the room has

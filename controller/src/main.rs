@@ -118,6 +118,7 @@ fn link_config(room: &RoomArgs) -> Result<LinkConfig, Failure> {
         mdns_interfaces: room.mdns_interfaces.clone(),
         heartbeat_ms: room.heartbeat_ms,
         give_up: Duration::from_secs(room.wait),
+        name: room.name.clone(),
     })
 }
 
@@ -163,19 +164,42 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             channel: action::parse_channel(channel)?,
             gain: action::parse_volume(percent)?,
         }),
-        Verb::Tracks | Verb::Load { .. } => {
-            return Err(Failure::new(
-                exit::FAILED,
-                "tracks and load are not available yet: the room has no track catalogue in this version",
-            ));
-        }
+        Verb::Tracks | Verb::Load { .. } => None,
         Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => None,
     };
     let st = link.joined().await?;
     let show = |st: &autoharmonize_node::status::NodeStatus| {
         mixer::state(st, &Pending::default(), link.waited(), link.give_up())
     };
+    // The catalogue arrives a few rounds after joining: `tracks` and `load`
+    // wait for it (bounded), so a fresh controller does not list nothing.
+    let event = match verb {
+        Verb::Tracks => {
+            let st = link.catalogue(link.give_up()).await;
+            let m = show(&st);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&m.tracks).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report::tracks(&m, st.catalogue_complete));
+            }
+            return Ok(());
+        }
+        Verb::Load { track } => {
+            let st = link.catalogue(link.give_up()).await;
+            Some(action::load_event(&st.tracks, track)?)
+        }
+        _ => event,
+    };
     let Some(event) = event else {
+        // Names come with the catalogue: `members` waits for it (bounded).
+        let st = if matches!(verb, Verb::Members) {
+            link.catalogue(link.give_up()).await
+        } else {
+            st
+        };
         let m = show(&st);
         if json {
             println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
@@ -186,7 +210,7 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
         }
         return Ok(());
     };
-    action::check(&event, st.channels.len(), None)?;
+    action::check(&event, st.channels.len(), mixer::loaded_length(&st))?;
     if Connection::of(&st, link.waited(), link.give_up()) == Connection::ReadOnly {
         return Err(LinkError::ReadOnly.into());
     }

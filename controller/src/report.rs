@@ -28,12 +28,21 @@ fn channel_line(c: &ChannelView) -> String {
     )
 }
 
-/// `status`: connection, then All and every channel.
+/// The `track:` line: title, id prefix and length.
+fn track_line(m: &MixerState) -> String {
+    match &m.track {
+        Some(t) => format!("track: {} ({}, {})", t.title, t.short_id, t.length),
+        None => "track: (none loaded)".to_owned(),
+    }
+}
+
+/// `status`: connection, the track, then All and every channel.
 #[must_use]
 pub fn status(m: &MixerState) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "room: {}", m.room.as_deref().unwrap_or("(none)"));
     let _ = writeln!(out, "connection: {}", m.message);
+    let _ = writeln!(out, "{}", track_line(m));
     let _ = writeln!(out, "{}", channel_line(&m.all));
     for c in &m.channels {
         let _ = writeln!(out, "{}", channel_line(c));
@@ -90,10 +99,55 @@ pub fn row_of(m: &MixerState, channel: Channel) -> Option<&ChannelView> {
     }
 }
 
+/// `tracks`: one line per track of the room's catalogue (`*` marks the
+/// loaded one), with its holders; a note if the catalogue is incomplete.
+#[must_use]
+pub fn tracks(m: &MixerState, complete: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<8}  {:<28} {:>7}  {:<30}  HOLDERS",
+        "ID", "TITLE", "LENGTH", "CHANNELS"
+    );
+    for t in &m.tracks {
+        let _ = writeln!(
+            out,
+            "{} {:<8}  {:<28} {:>7}  {:<30}  {}",
+            if t.loaded { "*" } else { " " },
+            t.short_id,
+            t.title,
+            t.length,
+            t.channels.join(", "),
+            t.holders.join("; ")
+        );
+    }
+    if m.tracks.is_empty() {
+        let _ = writeln!(out, "(no track: no member of the room holds one)");
+    }
+    if !complete {
+        let _ = writeln!(
+            out,
+            "note: some members' catalogues have not arrived yet; the list may be incomplete"
+        );
+    }
+    out
+}
+
 /// After an action: what the room decided for the channel, and a note if
 /// that is not what was asked.
 #[must_use]
 pub fn applied(event: &Event, m: &MixerState) -> String {
+    if let Event::Load { track, .. } = event {
+        let ok = m.track.as_ref().is_some_and(|t| t.id == track.to_string());
+        let mut out = format!("loaded on every speaker: {}\n", track_line(m));
+        if !ok {
+            out = format!(
+                "applied, but the room plays another track: {}\nnote: another load won in the same round (see docs/protocol.md, Choice function)\n",
+                track_line(m)
+            );
+        }
+        return out;
+    }
     let Some(row) = row_of(m, event.channel()) else {
         return "applied\n".into();
     };
@@ -169,12 +223,13 @@ mod tests {
     fn status_lists_all_then_channels() {
         let s = status(&state());
         let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines.len(), 5);
-        assert!(lines[2].starts_with("All") && lines[2].contains("mixed"));
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[2], "track: (none loaded)");
+        assert!(lines[3].starts_with("All") && lines[3].contains("mixed"));
         assert!(
-            lines[3].contains("Channel 0")
-                && lines[3].contains("1:30")
-                && lines[3].contains("vol  40")
+            lines[4].contains("Channel 0")
+                && lines[4].contains("1:30")
+                && lines[4].contains("vol  40")
         );
     }
 
@@ -184,6 +239,30 @@ mod tests {
         assert!(s.contains("speaker 00000000 *leader"));
         assert!(s.contains("good ±12µs"));
         assert!(s.contains("40ms"));
+    }
+
+    #[test]
+    fn tracks_list_marks_the_loaded_one_and_notes_an_incomplete_catalogue() {
+        let mut m = state();
+        m.tracks = vec![crate::mixer::TrackChoice {
+            id: "ab".repeat(16),
+            short_id: "abababab".into(),
+            title: "Morning".into(),
+            length: "3:05".into(),
+            length_frames: 48_000 * 185,
+            channels: vec!["drums".into(), "bass".into()],
+            holders: vec!["kitchen (all)".into(), "hall (bass)".into()],
+            loaded: true,
+        }];
+        let s = tracks(&m, true);
+        let line = s.lines().nth(1).expect("a track line");
+        assert!(line.starts_with("* abababab  Morning"), "{s}");
+        assert!(line.contains("3:05") && line.contains("drums, bass"), "{s}");
+        assert!(line.ends_with("kitchen (all); hall (bass)"), "{s}");
+        assert!(!s.contains("note"));
+        assert!(tracks(&m, false).contains("may be incomplete"));
+        m.tracks.clear();
+        assert!(tracks(&m, true).contains("no member of the room holds one"));
     }
 
     #[test]

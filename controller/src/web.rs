@@ -81,9 +81,10 @@ impl Hub {
 
     /// Checks and casts an action; the vote shows as pending at once.
     async fn act(&self, req: &Request) -> Result<u32, String> {
-        let event = req.event().map_err(|e| e.to_string())?;
         let st = self.link.status();
-        action::check(&event, st.channels.len(), None).map_err(|e| e.to_string())?;
+        let event = req.event(&st.tracks).map_err(|e| e.to_string())?;
+        action::check(&event, st.channels.len(), mixer::loaded_length(&st))
+            .map_err(|e| e.to_string())?;
         let seq = self
             .link
             .cast(event)

@@ -27,19 +27,6 @@ fn on_every_node(room: &LoopRoom, holds: impl Fn(&[Value]) -> bool) -> bool {
     })
 }
 
-fn prerequisites() -> bool {
-    match webdriver::available() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("browser test prerequisite missing under CI: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED browser_mixer_drives_real_nodes: {e}");
-            false
-        }
-    }
-}
-
 /// The page's log of rendered states for `channel`: (pending, run, gain).
 fn shown(b: &Browser, channel: &str) -> Vec<(bool, String, u64, u64)> {
     let v = b.eval(&format!(
@@ -80,7 +67,7 @@ fn pending_then(
 
 #[test]
 fn the_mixer_in_chromium_drives_real_nodes() {
-    if !prerequisites() {
+    if !webdriver::prerequisites("browser_mixer_drives_real_nodes") {
         return;
     }
     let mut room = LoopRoom::start(3);

@@ -106,7 +106,8 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "PATH")]
     pub secret_file: Option<PathBuf>,
 
-    /// Directory holding the audio files this speaker can play.
+    /// This speaker's library: a folder of track folders (or one track
+    /// folder), every track of which is offered to the room.
     /// [default: /var/lib/autoharmonize/media] [key: media_dir]
     #[arg(long, value_name = "DIR")]
     pub media_dir: Option<PathBuf>,
@@ -123,9 +124,11 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "NAME")]
     pub output: Option<String>,
 
-    /// Track to play: a folder of stems inside the media directory (by
-    /// name), or a path. [default: the media directory itself if it holds
-    /// stems, else its first track folder in name order] [key: track]
+    /// Track a room founded by this speaker starts with: a folder of stems
+    /// inside the media directory (by name), or a path (added to the
+    /// library). The room then plays whatever track it loads. [default: the
+    /// media directory itself if it holds stems, else its first track
+    /// folder in name order] [key: track]
     #[arg(long, value_name = "FOLDER")]
     pub track: Option<String>,
 
@@ -684,7 +687,10 @@ fn pick_list(
     }
 }
 
-fn hostname() -> Option<String> {
+/// This computer's hostname, if it is valid UTF-8: the default name of a
+/// speaker (and of a controller).
+#[must_use]
+pub fn hostname() -> Option<String> {
     gethostname::gethostname().into_string().ok()
 }
 

@@ -9,6 +9,8 @@
   const connEl = document.getElementById("conn");
   const bannerEl = document.getElementById("banner");
   const noticeEl = document.getElementById("notice");
+  const pickerEl = document.getElementById("picker");
+  const loadEl = document.getElementById("load");
   const rows = new Map();
   let state = null, receivedAt = 0, seekMax = 300000, socket = null, noticeTimer = 0;
   window.ahLog = [];
@@ -47,6 +49,7 @@
       '<label class="vol">vol <input class="volume" type="range" min="0" max="100" step="1" aria-label="volume"><output></output></label>' +
       '<span class="pend" title="waiting for the room to decide">⏳</span>';
     el.querySelector(".name").textContent = key === "all" ? "All" : "Channel " + key;
+    el.querySelector(".name").dataset.key = key;
     const channel = key === "all" ? "all" : Number(key);
     const run = el.querySelector(".run"), seek = el.querySelector(".seek"), vol = el.querySelector(".volume");
     run.addEventListener("click", () => {
@@ -82,6 +85,11 @@
     let el = rows.get(ch.channel);
     if (!el) { el = makeRow(ch.channel); rows.set(ch.channel, el); }
     const frozen = ch.pending || !state.writable;
+    if (ch.channel !== "all") {
+      const names = state.track ? state.track.channels : [];
+      const name = names[Number(ch.channel)];
+      el.querySelector(".name").textContent = name ? ch.channel + " " + name : "Channel " + ch.channel;
+    }
     el.classList.toggle("pending", ch.pending);
     el.dataset.run = ch.run;
     const run = el.querySelector(".run");
@@ -91,7 +99,9 @@
     seek.disabled = frozen; vol.disabled = frozen;
     if (!el.dataset.dragging) {
       const pos = positionNow(ch);
-      seekMax = Math.max(seekMax, pos + 60000);
+      // The track's length bounds the slider (the room refuses seeks past
+      // it); without a loaded track, a minute beyond the furthest position.
+      seekMax = state.track ? state.track.length_ms : Math.max(seekMax, pos + 60000);
       seek.max = String(seekMax);
       seek.value = String(pos);
       el.querySelector(".time").textContent = fmt(pos);
@@ -136,13 +146,43 @@
     bannerEl.hidden = !bad;
     bannerEl.textContent = state.message;
     bannerEl.classList.toggle("error", state.connection === "wrong_secret" || state.connection === "no_speaker");
-    document.getElementById("track").textContent =
-      state.channels.length ? state.channels.length + " channel(s)" : "none";
+    document.getElementById("track").textContent = state.track
+      ? state.track.title + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
+      : state.channels.length ? state.channels.length + " channel(s)" : "none";
+    paintPicker();
     const keys = new Set(["all", ...state.channels.map((c) => c.channel)]);
     for (const [k, el] of rows) if (!keys.has(k)) { el.remove(); rows.delete(k); }
     paintRow(state.all);
     for (const ch of state.channels) paintRow(ch);
   }
+
+  // The track picker: the room's catalogue, the loaded track selected
+  // unless a person is choosing.
+  function paintPicker() {
+    const ids = state.tracks.map((t) => t.id).join(",");
+    if (pickerEl.dataset.ids !== ids) {
+      pickerEl.dataset.ids = ids;
+      pickerEl.textContent = "";
+      for (const t of state.tracks) {
+        const o = document.createElement("option");
+        o.value = t.id;
+        o.textContent = t.title + " (" + t.length + ", " + t.channels.length + " ch)";
+        pickerEl.appendChild(o);
+      }
+      delete pickerEl.dataset.touched;
+    }
+    const loaded = state.tracks.find((t) => t.loaded);
+    if (loaded && !pickerEl.dataset.touched) pickerEl.value = loaded.id;
+    const anyPending = state.all.pending;
+    pickerEl.disabled = !state.writable || state.tracks.length === 0;
+    loadEl.disabled = pickerEl.disabled || anyPending;
+  }
+  pickerEl.addEventListener("change", () => { pickerEl.dataset.touched = "1"; });
+  loadEl.addEventListener("click", () => {
+    if (!pickerEl.value) return;
+    delete pickerEl.dataset.touched;
+    send({ op: "load", track: pickerEl.value });
+  });
 
   function onState(st) {
     state = st;
@@ -153,6 +193,7 @@
       connection: st.connection,
       rows: [st.all, ...st.channels].map((c) => ({ channel: c.channel, run: c.run, gain: c.gain, position_ms: c.position_ms, pending: c.pending })),
       members: st.members.length,
+      track: st.track ? st.track.id : null,
     });
     if (window.ahLog.length > 2000) window.ahLog.splice(0, 1000);
     paint();

@@ -230,6 +230,44 @@ pub struct LoopRoom {
     pub mesh_ports: Vec<u16>,
     pub status_ports: Vec<u16>,
     children: Vec<Option<Child>>,
+    /// Node `i`'s own media folder (its library), if it was given one;
+    /// otherwise every node uses the room's folder, which holds no track.
+    media: Vec<Option<PathBuf>>,
+}
+
+/// A track for a node's library: its folder name, its title and its stems
+/// as (name, seconds, tone frequency in Hz).
+#[derive(Clone, Debug)]
+pub struct TrackSpec {
+    pub folder: &'static str,
+    pub title: &'static str,
+    pub stems: Vec<(&'static str, u32, u32)>,
+}
+
+/// Writes a 48 kHz mono 16-bit WAV of a sine tone.
+pub fn write_tone(path: &Path, seconds: u32, hz: u32) {
+    let frames = 48_000 * seconds;
+    let mut b = Vec::with_capacity(44 + 2 * frames as usize);
+    let data = frames * 2;
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    for v in [1u16, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&48_000u32.to_le_bytes());
+    b.extend_from_slice(&96_000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data.to_le_bytes());
+    for i in 0..frames {
+        let x = (f64::from(i) * f64::from(hz) * std::f64::consts::TAU / 48_000.0).sin();
+        b.extend_from_slice(&((x * 8_000.0) as i16).to_le_bytes());
+    }
+    std::fs::write(path, b).expect("tone written");
 }
 
 impl LoopRoom {
@@ -260,7 +298,41 @@ impl LoopRoom {
             mesh_ports,
             status_ports,
             children: (0..n).map(|_| None).collect(),
+            media: (0..n).map(|_| None).collect(),
         };
+        for i in 0..n {
+            room.start_node(i);
+        }
+        room
+    }
+
+    /// Starts one node per library, node `i` holding the tracks of
+    /// `libraries[i]` in its own media folder, playing stem `i` to the
+    /// null output (paced like a device).
+    pub fn start_with_libraries(libraries: &[Vec<TrackSpec>]) -> LoopRoom {
+        let mut room = LoopRoom::start(0);
+        let n = libraries.len();
+        room.mesh_ports = (0..n).map(|_| free_udp_port()).collect();
+        room.status_ports = (0..n).map(|_| free_tcp_port()).collect();
+        room.children = (0..n).map(|_| None).collect();
+        room.media = (0..n).map(|_| None).collect();
+        for (i, lib) in libraries.iter().enumerate() {
+            let media = room.dir.path().join(format!("media{i}"));
+            for t in lib {
+                let folder = media.join(t.folder);
+                std::fs::create_dir_all(&folder).expect("track folder");
+                let names: Vec<String> = t.stems.iter().map(|s| format!("{:?}", s.0)).collect();
+                std::fs::write(
+                    folder.join("track.toml"),
+                    format!("title = {:?}\nstems = [{}]\n", t.title, names.join(", ")),
+                )
+                .expect("track.toml");
+                for &(name, seconds, hz) in &t.stems {
+                    write_tone(&folder.join(format!("{name}.wav")), seconds, hz);
+                }
+            }
+            room.media[i] = Some(media);
+        }
         for i in 0..n {
             room.start_node(i);
         }
@@ -276,7 +348,13 @@ impl LoopRoom {
             .arg("--state-dir")
             .arg(d.join(format!("state{i}")))
             .arg("--media-dir")
-            .arg(d)
+            .arg(
+                self.media
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| d.to_path_buf()),
+            )
             .arg("--name")
             .arg(format!("speaker{i}"))
             .arg("--channel")
@@ -288,6 +366,9 @@ impl LoopRoom {
             .arg("--no-mdns")
             .arg("--log-level")
             .arg("info");
+        if self.media.get(i).is_some_and(Option::is_some) {
+            cmd.arg("--output").arg("null");
+        }
         for (j, p) in self.mesh_ports.iter().enumerate() {
             if j != i {
                 cmd.arg("--peer").arg(format!("127.0.0.1:{p}"));

@@ -41,6 +41,22 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the browser test `test` can run: under `CI=true` a missing
+/// chromium or chromedriver fails the test; elsewhere it is skipped with a
+/// message.
+pub fn prerequisites(test: &str) -> bool {
+    match available() {
+        Ok(()) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("browser test prerequisite missing under CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {e}");
+            false
+        }
+    }
+}
+
 /// A headless chromium session.
 pub struct Browser {
     driver: Child,
