@@ -63,6 +63,12 @@ pub struct TestArgs {
     /// while the rest of the node runs on (test only).
     #[arg(long, hide = true)]
     pub test_stall_on_sigusr1: bool,
+    /// Delay every chunk request this node sends, and every answer it
+    /// receives, by this many milliseconds: a far link for the streaming
+    /// benchmark, since the kernel has no netem (test only, 0 to 10000).
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub test_link_delay_ms: u64,
 }
 
 impl TestArgs {
@@ -104,6 +110,7 @@ mod tests {
                 "test_clock_offset_ms",
                 "test_clock_skew_ppm",
                 "test_stall_on_sigusr1",
+                "test_link_delay_ms",
             ]
             .contains(&id)
             {

@@ -223,6 +223,18 @@ pub struct ConfigArgs {
     /// [key: status_listen]
     #[arg(long, value_name = "ADDR:PORT")]
     pub status_listen: Option<String>,
+
+    /// Directory where stems fetched from other speakers are cached, chunk
+    /// by chunk (verified again at every start).
+    /// [default: the state directory's "chunks" folder] [key: cache_dir]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Most disk space the chunk cache may use: bytes, or a number with K,
+    /// M or G (at least 16M); the least recently played chunks go first.
+    /// [default: 1G] [key: cache_max]
+    #[arg(long, value_name = "SIZE")]
+    pub cache_max: Option<String>,
 }
 
 /// The validated configuration of a node.
@@ -263,6 +275,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Loopback TCP address of the HTTP status page.
     pub status_listen: SocketAddr,
+    /// Directory of the chunk cache of streamed stems.
+    pub cache_dir: PathBuf,
+    /// Size bound of the chunk cache, bytes (at least [`MIN_CACHE_BYTES`]).
+    pub cache_max_bytes: u64,
     /// Things that work but that a person may want to fix (e.g. a
     /// world-readable secret). The caller logs them once logging is up.
     pub warnings: Vec<String>,
@@ -279,6 +295,13 @@ pub struct AudioSettings {
     /// Which stem channels go out.
     pub channel_map: ChannelMap,
 }
+
+/// Default size bound of the chunk cache (`cache_max`): 1 GiB, a few
+/// dozen FLAC stems.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+/// Smallest `cache_max` accepted: the prefetch window (at most 64 chunks
+/// of 64 KiB = 4 MiB) several times over.
+pub const MIN_CACHE_BYTES: u64 = 16 << 20;
 
 /// Largest latency trim accepted, in ms.
 pub const MAX_LATENCY_OFFSET_MS: i64 = 1_000;
@@ -529,6 +552,8 @@ struct FileConfig {
     gpio: Option<GpioFile>,
     state_dir: Option<PathBuf>,
     status_listen: Option<String>,
+    cache_dir: Option<PathBuf>,
+    cache_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -851,6 +876,32 @@ fn resolve(
         None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_STATUS_PORT),
     };
 
+    let cache_dir = match pick(args.cache_dir.clone(), "--cache-dir", file.cache_dir) {
+        Some((dir, layer)) => {
+            check_dir_path(&dir).map_err(|p| r.invalid(layer, "cache_dir", p))?;
+            dir
+        }
+        None => state_dir.join("chunks"),
+    };
+    let cache_max_bytes = match pick(args.cache_max.clone(), "--cache-max", file.cache_max) {
+        Some((text, layer)) => {
+            let bytes =
+                crate::stream::parse_size(&text).map_err(|p| r.invalid(layer, "cache_max", p))?;
+            if bytes < MIN_CACHE_BYTES {
+                return Err(r.invalid(
+                    layer,
+                    "cache_max",
+                    format!(
+                        "{text} is too small: the cache needs at least 16M to hold \
+                         the chunks about to play"
+                    ),
+                ));
+            }
+            bytes
+        }
+        None => DEFAULT_CACHE_BYTES,
+    };
+
     Ok(Config {
         file: r.file,
         name,
@@ -868,6 +919,8 @@ fn resolve(
         gpio,
         state_dir,
         status_listen,
+        cache_dir,
+        cache_max_bytes,
         warnings,
     })
 }
@@ -1570,6 +1623,26 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
         assert!(debug.contains("32 bytes, redacted"), "{debug}");
+    }
+
+    #[test]
+    fn cache_settings_default_and_are_checked() {
+        let f = Fixture::new();
+        let config = f.load("", &[]).expect("valid config");
+        assert_eq!(config.cache_dir, config.state_dir.join("chunks"));
+        assert_eq!(config.cache_max_bytes, DEFAULT_CACHE_BYTES);
+        let config = f
+            .load("cache_max = \"64M\"", &["--cache-dir", "/tmp/chunks"])
+            .expect("valid config");
+        assert_eq!(config.cache_max_bytes, 64 << 20);
+        assert_eq!(config.cache_dir, PathBuf::from("/tmp/chunks"));
+        let msg = message(f.load("cache_max = \"1M\"", &[]));
+        assert!(msg.contains("key 'cache_max': 1M is too small"), "{msg}");
+        let msg = message(f.load("", &["--cache-max", "lots"]));
+        assert!(
+            msg.contains("--cache-max") && msg.contains("'lots' is not a size"),
+            "{msg}"
+        );
     }
 
     /// The shipped example must stay valid, with its commented-out values

@@ -15,6 +15,7 @@
 //! - [`discovery`]: finding the other speakers over mDNS.
 //! - [`gpio`]: buttons that cast votes and the status LED.
 //! - [`notify`]: systemd readiness and watchdog notifications.
+//! - [`stream`]: peer-to-peer stem streaming (chunk exchange, cache, fetcher).
 //!
 //! The binary (`src/main.rs`) only strings these together; logic lives here
 //! so tests can reach it.
@@ -36,3 +37,4 @@ pub mod mesh;
 pub mod notify;
 pub mod recv_stamp;
 pub mod status;
+pub mod stream;

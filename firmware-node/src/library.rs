@@ -396,7 +396,11 @@ fn scan_track(
 }
 
 /// The manifest of a file, read in chunk-sized pieces.
-fn hash_file(path: &Path) -> Result<Manifest, String> {
+/// The manifest of the stem file at `path`, read in chunk-sized pieces.
+///
+/// # Errors
+/// The file cannot be read (the message names it).
+pub fn hash_file(path: &Path) -> Result<Manifest, String> {
     let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut builder = ManifestBuilder::default();
     let mut buf = vec![0u8; usize::try_from(CHUNK_SIZE).unwrap_or(65_536)];

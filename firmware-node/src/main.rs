@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use autoharmonize_node::audio::player::{Player, PlayerConfig, find_track, stem_index};
+use autoharmonize_node::audio::player::{Player, PlayerConfig, Remote, find_track, stem_index};
 use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
@@ -12,7 +12,10 @@ use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
 use autoharmonize_node::library::Library;
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
+use autoharmonize_node::stream::link::LinkOptions;
+use autoharmonize_node::stream::{RoomHolders, StreamConfig, Streaming};
 use autoharmonize_node::{gpio, identity, logging, status};
+use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::transport::LoadedTrack;
 use autoharmonize_protocol::{BootId, MemberId};
@@ -73,7 +76,21 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     );
     let key = GroupKey::new(config.secret.as_bytes()).context("the group secret")?;
     let clock = cli.test.clock();
-    let player_config = player_config(config);
+    let mut player_config = player_config(config);
+    let room = Arc::new(RoomHolders::new(config.peers.clone()));
+    // Like audio, streaming is not worth leaving the room over: without it
+    // this speaker plays only what it holds, and says why.
+    match start_streaming(cli, config, &key, &player_config.library, Arc::clone(&room)) {
+        Ok(streaming) => {
+            player_config.remote = Some(Remote {
+                streaming,
+                room: Arc::clone(&room),
+            });
+        }
+        Err(e) => {
+            tracing::error!("streaming disabled (stems this speaker lacks stay silent): {e:#}")
+        }
+    }
     let default = player_config
         .default_track
         .and_then(|id| player_config.library.get(id));
@@ -137,6 +154,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
                 .context("installing the test stall signal")?;
         }
         mesh.set_watchdog(watchdog);
+        // Stems this speaker lacks are fetched from the holders the room's
+        // catalogue names.
+        room.attach(mesh.catalogue());
         let (commands_tx, commands_rx) = mpsc::channel(16);
         // Buttons cast through the same channel as the status endpoint.
         let _gpio = gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone());
@@ -185,6 +205,44 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
     Ok(())
 }
 
+/// Starts the chunk exchange (TCP, on the mesh's port) and the chunk
+/// cache, and serves this speaker's stems from a background thread (their
+/// manifests may need hashing; the mesh does not wait for it).
+fn start_streaming(
+    cli: &Cli,
+    config: &Config,
+    key: &GroupKey,
+    library: &Arc<Library>,
+    room: Arc<RoomHolders>,
+) -> anyhow::Result<Arc<Streaming>> {
+    let streaming = Arc::new(Streaming::start(
+        &StreamConfig {
+            listen: config.listen,
+            cache_dir: config.cache_dir.clone(),
+            cache_max_bytes: config.cache_max_bytes,
+            link: LinkOptions {
+                delay: std::time::Duration::from_millis(cli.test.test_link_delay_ms),
+            },
+        },
+        LinkKey::from_group(key),
+        room,
+    )?);
+    let s = Arc::clone(&streaming);
+    let library = Arc::clone(library);
+    std::thread::Builder::new()
+        .name("ah-hash".into())
+        .spawn(move || {
+            for stem in library.tracks().iter().flat_map(|t| t.stems.iter()) {
+                match library.manifest(stem.hash) {
+                    Ok(m) => s.serve_file(stem.path.clone(), m),
+                    Err(e) => warn!("cannot serve stem {}: {e}", stem.name),
+                }
+            }
+        })
+        .context("starting the stem hashing thread")?;
+    Ok(streaming)
+}
+
 /// Channels of a room founded by a speaker without any track (the
 /// protocol's default room size).
 const FALLBACK_CHANNELS: usize = 4;
@@ -231,6 +289,7 @@ fn player_config(config: &Config) -> PlayerConfig {
         // 30 ms for a SCHED_FIFO thread on the shared CI VM) without an xrun.
         period_frames: 512,
         periods: 6,
+        remote: None,
     }
 }
 

@@ -18,6 +18,8 @@
 //! - [`content`]: content hashes naming stems, chunks and tracks.
 //! - [`catalogue`]: which tracks the room holds, who holds which stems, and
 //!   members' names.
+//! - [`fetch`]: which chunk of a streamed stem to fetch next, from whom.
+//! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
@@ -35,6 +37,8 @@ pub mod choice;
 pub mod clock;
 pub mod content;
 pub mod event;
+pub mod exchange;
+pub mod fetch;
 pub mod ids;
 pub mod member;
 pub mod membership;

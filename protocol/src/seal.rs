@@ -123,6 +123,22 @@ impl GroupKey {
         })
     }
 
+    /// A 32-byte key for another use of the same secret (e.g. the chunk
+    /// transport's handshake), independent of every datagram key: HKDF
+    /// expand with `label`, which must not start with the datagram label.
+    #[must_use]
+    pub fn subkey(&self, label: &[u8]) -> [u8; 32] {
+        debug_assert!(
+            !label.starts_with(KEY_LABEL),
+            "label collides with datagram keys"
+        );
+        let mut key = [0u8; 32];
+        self.hkdf
+            .expand(label, &mut key)
+            .expect("32 bytes is far below HKDF-SHA256's 8160-byte output limit");
+        key
+    }
+
     /// The key of one run of one sender: HKDF-SHA256 expand with info =
     /// label || sender (u64 LE) || epoch (u32 LE). Costs two SHA-256
     /// compressions (the extract step was done once, in [`GroupKey::new`]).

@@ -4,5 +4,6 @@ pub mod netns;
 pub mod report;
 pub mod room;
 pub mod sim;
+pub mod stream_run;
 pub mod sync_run;
 pub mod timecode;

@@ -46,6 +46,7 @@ pub struct Room {
     discovery: Discovery,
     children: Vec<Option<Child>>,
     extra_args: Vec<Vec<String>>,
+    media_dirs: Vec<Option<PathBuf>>,
 }
 
 impl Room {
@@ -75,6 +76,7 @@ impl Room {
             discovery,
             children: (0..n).map(|_| None).collect(),
             extra_args: vec![Vec::new(); n],
+            media_dirs: vec![None; n],
         }
     }
 
@@ -122,6 +124,12 @@ impl Room {
         self.extra_args[i] = args.iter().map(|s| (*s).to_string()).collect();
     }
 
+    /// Host `i`'s media directory from its next start (default: the
+    /// room's directory, shared by every node).
+    pub fn set_media_dir(&mut self, i: usize, dir: &Path) {
+        self.media_dirs[i] = Some(dir.to_path_buf());
+    }
+
     fn log_path(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node{i}.log"))
     }
@@ -137,7 +145,7 @@ impl Room {
         cmd.arg("--state-dir")
             .arg(&state)
             .arg("--media-dir")
-            .arg(self.dir.path())
+            .arg(self.media_dirs[i].as_deref().unwrap_or(self.dir.path()))
             .arg("--name")
             .arg(format!("speaker{i}"))
             .arg("--listen")

@@ -389,7 +389,7 @@ fn analyse(series: &[Series], seeks: &[(u64, u64)], report: &mut SyncReport) {
 }
 
 /// The machine's CLOCK_MONOTONIC_RAW (the virtual DACs' true time).
-fn monotonic_raw_ns() -> u64 {
+pub fn monotonic_raw_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_RAW)
         .map(|ts| {
             u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000

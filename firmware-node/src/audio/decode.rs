@@ -199,7 +199,20 @@ impl StemDecoder {
             path: path.to_owned(),
             source,
         })?;
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        StemDecoder::open_source(path, Box::new(file))
+    }
+
+    /// Like [`StemDecoder::open`], reading the file's bytes from `source`
+    /// (e.g. a stem streamed from peers); `path` names it in errors and its
+    /// extension hints the format.
+    ///
+    /// # Errors
+    /// As [`StemDecoder::open`], except [`DecodeError::Open`].
+    pub fn open_source(
+        path: &Path,
+        source: Box<dyn symphonia::core::io::MediaSource>,
+    ) -> Result<StemDecoder, DecodeError> {
+        let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);

@@ -28,6 +28,7 @@ use super::render::{
 };
 use super::track::{Selection, StemChoice, Track};
 use crate::library::Library;
+use crate::stream::{LateStem, RoomHolders, Streaming, StreamingStatus};
 
 /// What a node's player needs.
 #[derive(Clone, Debug)]
@@ -49,6 +50,19 @@ pub struct PlayerConfig {
     pub period_frames: u32,
     /// Periods in the device buffer.
     pub periods: u32,
+    /// Where stems this speaker does not hold are streamed from, if
+    /// streaming runs.
+    pub remote: Option<Remote>,
+}
+
+/// Streaming of stems this speaker does not hold: the service, and the
+/// room's catalogue naming each track's stems and their holders.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    /// The chunk exchange, cache and fetchers.
+    pub streaming: Arc<Streaming>,
+    /// The catalogue (track descriptions, holders).
+    pub room: Arc<RoomHolders>,
 }
 
 /// Audio as the status endpoint shows it.
@@ -88,6 +102,8 @@ pub struct AudioStatus {
     pub realtime: bool,
     /// Whether the output is running.
     pub running: bool,
+    /// Stems streamed from peers, the cache and the exchange.
+    pub streaming: Option<StreamingStatus>,
 }
 
 /// What the voices play now: written by the renderer's track source on a
@@ -107,6 +123,7 @@ pub struct Player {
     stats: Arc<RenderStats>,
     playing: Arc<Mutex<NowPlaying>>,
     output: String,
+    streaming: Option<Arc<Streaming>>,
 }
 
 impl std::fmt::Debug for Player {
@@ -124,6 +141,7 @@ struct LibraryVoices {
     stem: StemChoice,
     device: StreamSpec,
     playing: Arc<Mutex<NowPlaying>>,
+    remote: Option<Remote>,
 }
 
 impl TrackVoices for LibraryVoices {
@@ -139,13 +157,48 @@ impl TrackVoices for LibraryVoices {
                 open_voices(&t.track, &self.stem, self.device, &mut now)
             }
             None => {
-                now.problems.push(match id {
-                    Some(id) => format!(
-                        "track {id} is not in this speaker's library (fetching it from peers is not implemented yet)"
-                    ),
-                    None => "no track loaded and none in this speaker's library".to_owned(),
-                });
-                silent_voices(&self.stem, self.device)
+                let info = id
+                    .zip(self.remote.as_ref())
+                    .and_then(|(id, r)| r.room.track(id));
+                match (info, &self.remote) {
+                    (Some(info), Some(remote)) => {
+                        now.title = Some(info.title.to_string());
+                        streamed_voices(
+                            &info,
+                            &self.stem,
+                            self.device,
+                            &self.library,
+                            remote,
+                            &mut now,
+                        )
+                    }
+                    (None, Some(remote)) if id.is_some() && self.stem != StemChoice::All => {
+                        let id = id.expect("checked above");
+                        now.problems.push(format!(
+                            "track {id} is not described by the room's catalogue yet; silence in sync until it is, then streaming"
+                        ));
+                        let ch = fallback_channels(&self.stem)[0];
+                        let late = LateStem::new(
+                            Arc::clone(&remote.room),
+                            Arc::clone(&remote.streaming),
+                            id,
+                            self.stem.clone(),
+                            self.device,
+                        );
+                        Voice::new(ch, Box::new(late), self.device.rate)
+                            .map(|v| vec![v])
+                            .unwrap_or_else(|_| silent_voices(&self.stem, self.device))
+                    }
+                    _ => {
+                        now.problems.push(match id {
+                            Some(id) => format!(
+                                "track {id} is neither in this speaker's library nor described by the room's catalogue yet"
+                            ),
+                            None => "no track loaded and none in this speaker's library".to_owned(),
+                        });
+                        silent_voices(&self.stem, self.device)
+                    }
+                }
             }
         };
         for p in &now.problems {
@@ -194,6 +247,7 @@ impl Player {
             stem: config.stem.clone(),
             device,
             playing: Arc::clone(&playing),
+            remote: config.remote.clone(),
         };
         let voices = source.voices(None);
         let timeline = Arc::new(SharedTimeline::default());
@@ -231,6 +285,7 @@ impl Player {
             stats,
             playing,
             output: config.output.clone(),
+            streaming: config.remote.as_ref().map(|r| Arc::clone(&r.streaming)),
         })
     }
 
@@ -285,6 +340,7 @@ impl Player {
             late_changes: s.late_changes.load(Ordering::Relaxed),
             realtime: c.realtime == Realtime::Granted,
             running: c.running && c.source != SourceState::Failed,
+            streaming: self.streaming.as_ref().map(|s| s.status()),
         }
     }
 
@@ -357,6 +413,57 @@ fn open_voices(
     }
     if voices.is_empty() {
         voices.extend(silent(0));
+    }
+    voices
+}
+
+/// The voices of a track this speaker does not hold, from the room's
+/// description of it: each stem played is streamed from its holders (or
+/// decoded locally if this speaker holds that very stem in another track).
+fn streamed_voices(
+    info: &autoharmonize_protocol::catalogue::TrackInfo,
+    stem: &StemChoice,
+    device: StreamSpec,
+    library: &Library,
+    remote: &Remote,
+    now: &mut NowPlaying,
+) -> Vec<Voice> {
+    let names: Vec<&str> = info.stems.iter().map(|s| s.name.as_str()).collect();
+    let chosen: Vec<usize> = match stem {
+        StemChoice::All => (0..names.len()).collect(),
+        StemChoice::Index(i) if *i < names.len() => vec![*i],
+        StemChoice::Name(n) if names.contains(&n.as_str()) => {
+            names.iter().position(|s| s == n).into_iter().collect()
+        }
+        other => {
+            now.problems.push(format!(
+                "this speaker's channel '{other}' is not a stem of the loaded track (it has: {})",
+                names.join(", ")
+            ));
+            Vec::new()
+        }
+    };
+    let mut voices = Vec::new();
+    for i in chosen {
+        let s = &info.stems[i];
+        now.stems.push(s.name.to_string());
+        let source: Box<dyn AudioSource> = match library
+            .stem_file(s.hash)
+            .map(|f| StemDecoder::open(&f.path))
+        {
+            Some(Ok(d)) => Box::new(d),
+            _ => {
+                info!(stem = %s.name, hash = %s.hash, "streaming the stem from the room");
+                Box::new(remote.streaming.stream(s.hash, device))
+            }
+        };
+        match Voice::new(i, source, device.rate) {
+            Ok(v) => voices.push(v),
+            Err(e) => now.problems.push(format!("stem {}: {e}", s.name)),
+        }
+    }
+    if voices.is_empty() {
+        return silent_voices(stem, device);
     }
     voices
 }
