@@ -63,6 +63,11 @@ pub struct TestArgs {
     /// while the rest of the node runs on (test only).
     #[arg(long, hide = true)]
     pub test_stall_on_sigusr1: bool,
+    /// Read button presses from this named pipe instead of GPIO pins, one
+    /// per line (`play_pause`, `volume_up [hold_ms]`, `volume_down
+    /// [hold_ms]`): how the chaos harness presses buttons (test only).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub test_buttons_fifo: Option<std::path::PathBuf>,
 }
 
 impl TestArgs {
@@ -104,6 +109,7 @@ mod tests {
                 "test_clock_offset_ms",
                 "test_clock_skew_ppm",
                 "test_stall_on_sigusr1",
+                "test_buttons_fifo",
             ]
             .contains(&id)
             {
