@@ -125,12 +125,9 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         let (commands_tx, commands_rx) = mpsc::channel(16);
         // Buttons cast through the same channel as the status endpoint.
         let _gpio = match &cli.test.test_buttons_fifo {
-            Some(path) => gpio::start_test_fifo(
-                path,
-                &config.gpio,
-                status_rx.clone(),
-                commands_tx.clone(),
-            ),
+            Some(path) => {
+                gpio::start_test_fifo(path, &config.gpio, status_rx.clone(), commands_tx.clone())
+            }
             None => gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone()),
         };
         let (discovered_tx, discovered_rx) = mpsc::channel(64);

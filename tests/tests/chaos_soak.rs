@@ -42,6 +42,7 @@ fn chaos_soak_keeps_every_invariant() {
             node_bin: node_bin.clone(),
             controller_bin: controller_bin.clone(),
             verbose: true,
+            keep_logs: None,
         };
         let r = chaos::run(&cfg).expect("the chaos run starts");
         println!(
@@ -62,7 +63,11 @@ fn chaos_soak_keeps_every_invariant() {
         heals += r.heals.len() + r.rejoins.len();
         failures.extend(r.violations.iter().map(ToString::to_string));
     }
-    assert!(failures.is_empty(), "invariant violations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "invariant violations:\n{}",
+        failures.join("\n")
+    );
     // The checks must have had something to check.
     assert!(faults >= 10, "only {faults} faults injected");
     assert!(heals >= 5, "only {heals} heals measured");

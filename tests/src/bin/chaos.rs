@@ -37,6 +37,9 @@ struct Args {
     /// Print every fault as it is injected.
     #[arg(long)]
     verbose: bool,
+    /// If any invariant broke, keep the logs and DAC records here.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
     /// Rewrite the chaos section of this markdown file
     /// (docs/benchmarks.md).
     #[arg(long)]
@@ -64,6 +67,7 @@ fn main() -> Result<()> {
             .controller
             .unwrap_or_else(|| beside_me("autoharmonize")),
         verbose: args.verbose,
+        keep_logs: args.keep_logs,
     };
     for b in [&cfg.node_bin, &cfg.controller_bin] {
         if !b.exists() {
@@ -145,11 +149,7 @@ fn render(r: &ChaosReport, minutes: &f64) -> String {
     let applied = r.controller.get(&0).copied().unwrap_or(0);
     let verbs: u64 = r.controller.values().sum();
     let _ = writeln!(t, "| figure | value | target |\n|---|---|---|");
-    let _ = writeln!(
-        t,
-        "| invariant violations | {} | 0 |",
-        r.violations.len()
-    );
+    let _ = writeln!(t, "| invariant violations | {} | 0 |", r.violations.len());
     let _ = writeln!(t, "| panics in node logs | {} | 0 |", r.panics);
     let _ = writeln!(
         t,
@@ -192,7 +192,11 @@ fn render(r: &ChaosReport, minutes: &f64) -> String {
         "| minority members checked read-only and unchanged | {} | – |",
         r.minority_checks
     );
-    let _ = writeln!(t, "| lone speakers that founded a solo room | {} | – |", r.solo_rooms);
+    let _ = writeln!(
+        t,
+        "| lone speakers that founded a solo room | {} | – |",
+        r.solo_rooms
+    );
     let _ = writeln!(
         t,
         "| committed rounds cross-checked for agreement | {} | – |\n",
