@@ -1731,6 +1731,9 @@ fn check_sweep(
 struct SyncAnalyzer {
     readers: HashMap<(usize, u32), Reader>,
     prev: Option<Tick>,
+    /// When the last sync violation was reported (raw ns): one slip that
+    /// lasts is one violation, not one per 100 ms interval.
+    last_reported: Option<u64>,
 }
 
 #[derive(Default)]
@@ -1865,6 +1868,13 @@ impl SyncAnalyzer {
         let mut s = lock(shared);
         s.report.spreads_us.extend(spreads);
         for (raw, v) in violations {
+            if self
+                .last_reported
+                .is_some_and(|t| raw.saturating_sub(t) < 5_000_000_000)
+            {
+                continue;
+            }
+            self.last_reported = Some(raw);
             let at = Duration::from_nanos(raw.saturating_sub(s.t0_raw));
             s.violate_at("sync", v, at);
         }

@@ -220,9 +220,21 @@ fn render(r: &ChaosReport, minutes: &f64) -> String {
         );
     }
     if !r.violations.is_empty() {
-        let _ = writeln!(t, "\nViolations:\n\n```");
-        for v in &r.violations {
-            let _ = write!(t, "{v}");
+        // By kind, with the first three of each in full: the run's output
+        // has every one.
+        let mut kinds: Vec<&str> = r.violations.iter().map(|v| v.kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let _ = writeln!(
+            t,
+            "\nViolations by kind (first three of each; the run's output lists all):\n\n```"
+        );
+        for k in kinds {
+            let of: Vec<_> = r.violations.iter().filter(|v| v.kind == k).collect();
+            let _ = writeln!(t, "{k}: {}", of.len());
+            for v in of.iter().take(3) {
+                let _ = write!(t, "{v}");
+            }
         }
         let _ = writeln!(t, "```");
     }
