@@ -69,6 +69,11 @@ pub struct TestArgs {
     #[arg(long, hide = true, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub test_link_delay_ms: u64,
+    /// Read button presses from this named pipe instead of GPIO pins, one
+    /// per line (`play_pause`, `volume_up [hold_ms]`, `volume_down
+    /// [hold_ms]`): how the chaos harness presses buttons (test only).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub test_buttons_fifo: Option<std::path::PathBuf>,
 }
 
 impl TestArgs {
@@ -111,6 +116,7 @@ mod tests {
                 "test_clock_skew_ppm",
                 "test_stall_on_sigusr1",
                 "test_link_delay_ms",
+                "test_buttons_fifo",
             ]
             .contains(&id)
             {

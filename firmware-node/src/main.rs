@@ -159,7 +159,12 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         room.attach(mesh.catalogue());
         let (commands_tx, commands_rx) = mpsc::channel(16);
         // Buttons cast through the same channel as the status endpoint.
-        let _gpio = gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone());
+        let _gpio = match &cli.test.test_buttons_fifo {
+            Some(path) => {
+                gpio::start_test_fifo(path, &config.gpio, status_rx.clone(), commands_tx.clone())
+            }
+            None => gpio::start(&config.gpio, status_rx.clone(), commands_tx.clone()),
+        };
         let (discovered_tx, discovered_rx) = mpsc::channel(64);
         let discovery = if config.mdns {
             let port = socket_port;

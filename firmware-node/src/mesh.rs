@@ -475,6 +475,11 @@ impl Mesh {
                 }
                 MemberEvent::RoomChanged { room } => {
                     info!(founder = %room.founder, founded = room.founded.0, "joined a room");
+                    // The status shows the decisions of the room it names:
+                    // those of the room left behind (a solo room merging
+                    // back, say) are not this room's, and their rounds
+                    // overlap this room's with other digests.
+                    self.decisions.clear();
                 }
                 MemberEvent::LeaderChanged { leader } => match leader {
                     Some(l) if l == self.id => info!("this speaker now leads and keeps time"),

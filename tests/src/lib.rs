@@ -1,5 +1,6 @@
 //! Test support for Autoharmonize (deterministic simulation).
 
+pub mod chaos;
 pub mod netns;
 pub mod report;
 pub mod room;

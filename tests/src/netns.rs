@@ -113,6 +113,8 @@ pub struct Lab {
     created: Vec<String>,
     /// Pids of spawned processes (the `ip netns exec` that became them).
     pids: Vec<u32>,
+    /// Extra switch segments made by [`Lab::set_segment`].
+    segments: Vec<usize>,
 }
 
 impl Lab {
@@ -143,6 +145,7 @@ impl Lab {
             subnet,
             created: Vec::new(),
             pids: Vec::new(),
+            segments: Vec::new(),
         };
         // On error `lab` drops here and removes what was built.
         lab.build()?;
@@ -354,6 +357,44 @@ impl Lab {
         self.set_port(host, "up")
     }
 
+    /// Moves a host's cable to switch segment `segment`: segment 0 is the
+    /// lab's bridge, each other segment a bridge of its own (made on first
+    /// use), so hosts on different segments reach nothing of each other.
+    /// This is how partitions of any shape are made (a 2/2 split, three
+    /// islands); [`Lab::link_down`] only ever isolates single hosts.
+    ///
+    /// # Errors
+    /// [`LabError::NoSuchHost`] or the `ip` failure.
+    pub fn set_segment(&mut self, host: usize, segment: usize) -> Result<()> {
+        self.check_host(host)?;
+        let bridge = segment_bridge(segment);
+        if segment != 0 && !self.segments.contains(&segment) {
+            ip([
+                "-n",
+                &self.switch,
+                "link",
+                "add",
+                &bridge,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ])?;
+            ip(["-n", &self.switch, "link", "set", &bridge, "up"])?;
+            self.segments.push(segment);
+        }
+        ip([
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &port_name(host),
+            "master",
+            &bridge,
+        ])?;
+        Ok(())
+    }
+
     fn set_port(&self, host: usize, state: &str) -> Result<()> {
         self.check_host(host)?;
         ip(["-n", &self.switch, "link", "set", &port_name(host), state])?;
@@ -415,6 +456,9 @@ impl Drop for Lab {
                 let _ = ip(["-n", &self.switch, "link", "del", &port_name(i)]);
             }
             let _ = ip(["-n", &self.switch, "link", "del", BRIDGE]);
+            for &seg in &self.segments {
+                let _ = ip(["-n", &self.switch, "link", "del", &segment_bridge(seg)]);
+            }
         }
         for ns in self.created.iter().rev() {
             if let Err(e) = ip(["netns", "del", ns]) {
@@ -551,6 +595,15 @@ fn check_prefix(prefix: &str) -> Result<()> {
 /// and unique there: `p0` to `p249`).
 fn port_name(host: usize) -> String {
     format!("p{host}")
+}
+
+/// Bridge of a switch segment (`br0` is the lab's own).
+fn segment_bridge(segment: usize) -> String {
+    if segment == 0 {
+        BRIDGE.to_owned()
+    } else {
+        format!("br{segment}")
+    }
 }
 
 /// Runs `ip` with `args`; returns its stdout.

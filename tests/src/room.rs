@@ -47,6 +47,7 @@ pub struct Room {
     children: Vec<Option<Child>>,
     extra_args: Vec<Vec<String>>,
     media_dirs: Vec<Option<PathBuf>>,
+    log_level: String,
 }
 
 impl Room {
@@ -77,6 +78,7 @@ impl Room {
             children: (0..n).map(|_| None).collect(),
             extra_args: vec![Vec::new(); n],
             media_dirs: vec![None; n],
+            log_level: "info,autoharmonize_node=debug".into(),
         }
     }
 
@@ -130,7 +132,15 @@ impl Room {
         self.media_dirs[i] = Some(dir.to_path_buf());
     }
 
-    fn log_path(&self, i: usize) -> PathBuf {
+    /// The `--log-level` of nodes started from now on (default
+    /// `info,autoharmonize_node=debug`; a long run may want less).
+    pub fn set_log_level(&mut self, level: &str) {
+        level.clone_into(&mut self.log_level);
+    }
+
+    /// Host `i`'s node log (appended to by every start).
+    #[must_use]
+    pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node{i}.log"))
     }
 
@@ -153,7 +163,7 @@ impl Room {
             .arg("--status-listen")
             .arg(format!("127.0.0.1:{STATUS_PORT}"))
             .arg("--log-level")
-            .arg("info,autoharmonize_node=debug");
+            .arg(&self.log_level);
         match self.discovery {
             Discovery::StaticPeers => {
                 cmd.arg("--no-mdns");
@@ -235,6 +245,21 @@ impl Room {
         self.children[i].as_ref().map(Child::id)
     }
 
+    /// If host `i`'s node has exited by itself, reaps it and returns how
+    /// it ended (the room then counts it as not running).
+    pub fn try_exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.children[i].as_mut()?.try_wait().ok()??;
+        self.children[i] = None;
+        Some(status)
+    }
+
+    /// Path of host `i`'s network namespace (`/run/netns/...`), for
+    /// [`http_in`] from a thread that does not hold the room.
+    #[must_use]
+    pub fn netns_path(&self, i: usize) -> PathBuf {
+        Path::new("/run/netns").join(self.lab.netns(i).expect("host exists"))
+    }
+
     /// Whether host `i` runs a node.
     #[must_use]
     pub fn running(&self, i: usize) -> bool {
@@ -253,37 +278,7 @@ impl Room {
         path: &str,
         body: Option<&str>,
     ) -> std::io::Result<(u16, String)> {
-        let request = match body {
-            Some(b) => format!(
-                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                b.len()
-            ),
-            None => {
-                format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            }
-        };
-        // setns changes the calling thread's namespace only: a thread of its
-        // own keeps the test's namespace untouched.
-        self.in_netns(i, move || {
-            let mut s = TcpStream::connect_timeout(
-                &(Ipv4Addr::LOCALHOST, STATUS_PORT).into(),
-                Duration::from_millis(500),
-            )?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(request.as_bytes())?;
-            let mut response = String::new();
-            s.read_to_string(&mut response)?;
-            let code = response
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let body = response
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default();
-            Ok((code, body))
-        })
+        http_in(&self.netns_path(i), method, path, body)
     }
 
     /// Runs `f` on a thread inside host `i`'s network namespace.
@@ -295,14 +290,7 @@ impl Room {
         i: usize,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let ns = format!("/run/netns/{}", self.lab.netns(i).expect("host exists"));
-        std::thread::spawn(move || {
-            let file = File::open(&ns)?;
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
+        in_netns_path(&self.netns_path(i), f)
     }
 
     /// Sends each datagram from host `i` (a stranger on the network) to
@@ -416,6 +404,70 @@ impl Room {
             }
         }
     }
+}
+
+/// One HTTP request to the status endpoint of the node in namespace `ns`
+/// (a path under `/run/netns`), made from a thread inside it. Returns the
+/// status code and body. Free of the [`Room`], so a poller thread can ask
+/// while another thread changes the room.
+///
+/// # Errors
+/// When the node does not answer (not started yet, frozen, stopped).
+pub fn http_in(
+    ns: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let request = match body {
+        Some(b) => format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        ),
+        None => {
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        }
+    };
+    // setns changes the calling thread's namespace only: a thread of its
+    // own keeps the caller's namespace untouched.
+    in_netns_path(ns, move || {
+        let mut s = TcpStream::connect_timeout(
+            &(Ipv4Addr::LOCALHOST, STATUS_PORT).into(),
+            Duration::from_millis(500),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        s.read_to_string(&mut response)?;
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
+    })
+}
+
+/// Runs `f` on a thread inside the network namespace at `ns`.
+///
+/// # Errors
+/// If the namespace cannot be entered, or `f` fails.
+pub fn in_netns_path<T: Send + 'static>(
+    ns: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let ns = ns.to_path_buf();
+    std::thread::spawn(move || {
+        let file = File::open(&ns)?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
 }
 
 impl Drop for Room {

@@ -20,6 +20,7 @@
 pub mod controls;
 pub mod debounce;
 pub mod fake;
+pub mod fifo;
 pub mod led;
 pub mod pi;
 
@@ -120,6 +121,32 @@ pub fn start(
         }
         Err(e) => {
             warn!("GPIO unavailable ({e}): buttons and status LED are off; the speaker runs on");
+            None
+        }
+    }
+}
+
+/// Test only (`--test-buttons-fifo`): spawns [`run`] with buttons pressed
+/// through the named pipe at `path` ([`fifo::FifoBoard`]) instead of GPIO
+/// pins. Returns `None`, with a warning, if the pipe cannot be opened.
+pub fn start_test_fifo(
+    path: &std::path::Path,
+    config: &GpioConfig,
+    status: watch::Receiver<Arc<NodeStatus>>,
+    commands: mpsc::Sender<Command>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match fifo::FifoBoard::open(path) {
+        Ok(board) => {
+            warn!(path = %path.display(), "TEST ONLY: buttons are pressed through a named pipe");
+            Some(tokio::spawn(run(
+                board,
+                Settings::of(config),
+                status,
+                commands,
+            )))
+        }
+        Err(e) => {
+            warn!(path = %path.display(), "test button pipe unavailable ({e}): no buttons");
             None
         }
     }
