@@ -10,13 +10,13 @@
 #
 # Knobs (environment):
 #   AUTOHARMONIZE_SEEDS         simulation seeds per random-fault test (default 300)
-#   AUTOHARMONIZE_FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
+#   AUTOHARMONIZE_FUZZ_SECONDS  seconds per fuzz target (default 15; 0 skips fuzzing)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-FUZZ_SECONDS="${AUTOHARMONIZE_FUZZ_SECONDS:-20}"
-FUZZ_TARGETS=(decode_message open_envelope)
+FUZZ_SECONDS="${AUTOHARMONIZE_FUZZ_SECONDS:-15}"
+FUZZ_TARGETS=(decode_message open_envelope exchange_message)
 # cargo-fuzz release installed when it is missing; bump deliberately.
 CARGO_FUZZ_VERSION=0.13.2
 
@@ -60,8 +60,9 @@ else
     cargo fuzz build
     for target in "${FUZZ_TARGETS[@]}"; do
         # The first directory collects new inputs (ignored by git); the
-        # committed seeds are read only.
-        mkdir -p "fuzz/corpus/$target"
+        # committed seeds are read only (a target without seeds starts
+        # from nothing).
+        mkdir -p "fuzz/corpus/$target" "fuzz/seeds/$target"
         log="$LOG_DIR/fuzz-$target.log"
         if cargo fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
             -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1; then
