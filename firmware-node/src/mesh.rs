@@ -687,6 +687,8 @@ fn is_transient(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::Interrupted
             | std::io::ErrorKind::WouldBlock
+            // A datagram that came without a usable sender address.
+            | std::io::ErrorKind::InvalidData
     )
 }
 

@@ -21,6 +21,21 @@ pub fn write_section(path: &Path, name: &str, heading: &str, body: &str) -> std:
     std::fs::write(path, new)
 }
 
+/// The machine's CPU model from `/proc/cpuinfo` (`unknown CPU` if
+/// unreadable), for the "Machine:" line of every benchmark section.
+#[must_use]
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,15 +163,7 @@ fn main() -> Result<()> {
         all.push(measure(&bin, d, args.runs)?);
     }
     let q = |v: &[f64], x| SyncReport::quantile(v, x);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = autoharmonize_tests::report::cpu_model();
     let mut report = format!(
         "Command: `cargo build -p autoharmonize-node && cargo run -p autoharmonize-tests --bin bench-stream -- --runs {} --delays {} --write docs/benchmarks.md` (as root)  \n\
          Machine: {cpu}, {} cores, shared with other builds; the node is a dev build (our crates at opt-level 1, dependencies optimised). Three node processes in network namespaces (veth); hosts 1 and 2 hold a 48 kHz mono float WAV timecode stem (192 kB/s), host 0 has no media and streams it; every node plays on a recording virtual DAC. The delay is injected by host 0 on every chunk request it sends and every answer it receives (round trip + 2 × delay). Seek-to-audible: seeks to positions never fetched, from the holders' audible change (dated on their own DAC record) to host 0's first emission in sync with them (within 1 ms for 20 ms); \"from the cast\" adds the vote's way through the mesh (heartbeat 100 ms). Start-to-audible: host 0 restarted with an empty cache into the playing room, from its process start to its first in-sync emission — that includes process start, joining the room and fitting its DAC's timing, not only fetching.\n\n\

@@ -71,15 +71,7 @@ fn main() -> Result<()> {
     }
     let r = r?;
     let q = |v: &[f64], x| SyncReport::quantile(v, x);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = autoharmonize_tests::report::cpu_model();
     let report = format!(
         "Command: `cargo build --release -p autoharmonize-node && cargo run --release -p autoharmonize-tests --bin bench-sync -- --seconds {} --every {} --busy-threads {} --write docs/benchmarks.md` (as root)  \n\
          Machine: {cpu}, {} cores, shared. Four node processes, one per network namespace, virtual DACs at {:?} ppm, node clocks skewed {:?} ppm and offset by seconds; a seek every {} s and a 1 s pause half-way between. Positions read from each DAC's record of the timecode it emitted (true emission time, 1 ms apart); the spread is max − min of the four positions at each instant all four were readable ({} of {} instants).\n\n\

@@ -103,15 +103,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn render(r: &ChaosReport, minutes: &f64) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = autoharmonize_tests::report::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let mut t = String::new();
     let _ = writeln!(

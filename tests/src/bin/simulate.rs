@@ -199,15 +199,7 @@ const END: &str = "<!-- simulate:end -->";
 
 fn matrix(path: &PathBuf, seconds: u64, votes: f64, every: u64, seed: u64) -> Result<()> {
     let mut table = String::new();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = autoharmonize_tests::report::cpu_model();
     writeln!(table, "{BEGIN}")?;
     writeln!(
         table,
