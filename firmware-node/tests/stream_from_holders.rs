@@ -8,11 +8,14 @@
 //! - wherever data was missing the source played silence and kept its
 //!   position (no drift): every block is either silence or exactly the
 //!   reference frames for its position;
-//! - a seek far ahead resumes on exactly the target frame;
+//! - a seek far ahead resumes on exactly the target frame, for a WAV stem
+//!   and for a FLAC one (whose seek reads scattered parts of the file);
 //! - a holder serving a tampered file: its bad chunks are rejected and
 //!   fetched from the other holder; audio stays exact;
 //! - a stranger without the room's secret is refused at the handshake;
 //! - a restart with the same cache plays without fetching anything.
+
+mod audio_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -223,6 +226,51 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
         s2.fetched_bytes, 0,
         "the first second was cached and valid (first run fetched {fetched_before})"
     );
+}
+
+/// Streams `file` from two holders: 3 s from the start, then a seek to
+/// 15 s + 123 frames and 1 s from there, every block silence or exact.
+fn streams_exactly_through_a_seek(dir: &Path, file: &Path) {
+    let refr = reference(file);
+    let stem = hash_file(file).expect("hash").stem_hash();
+    let a = holder(dir, "a", Some((file, file)));
+    let b = holder(dir, "b", Some((file, file)));
+    let c = client(dir, "c-cache", vec![a.listen_addr(), b.listen_addr()]);
+    let mut src = c.stream(stem, SPEC);
+    let (real, silent) = play(
+        &mut src,
+        &refr,
+        3 * u64::from(RATE),
+        Duration::from_secs(20),
+    );
+    assert!(
+        real >= 3 * u64::from(RATE),
+        "3 s of real audio, got {real} frames ({silent} silent)"
+    );
+    let target = 15 * u64::from(RATE) + 123;
+    src.seek(target).expect("seek");
+    assert_eq!(src.position(), target);
+    let (real, _) = play(&mut src, &refr, u64::from(RATE), Duration::from_secs(20));
+    assert!(real >= u64::from(RATE), "1 s after the seek, got {real}");
+    assert_eq!(stem_status(&c).rejected, 0);
+}
+
+#[test]
+fn a_flac_stem_streams_exactly_through_a_seek() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("stem.flac");
+    // Never-repeating samples (as `write_stem`), so FLAC cannot shrink them
+    // to a few chunks: the stem spans dozens of 64 KiB chunks.
+    let samples: Vec<i16> = (0..20 * RATE)
+        .flat_map(|f| {
+            let v = ((f.wrapping_mul(2_654_435_761) >> 16) & 0x7fff) as i16 - 0x3fff;
+            [v, v.wrapping_neg()]
+        })
+        .collect();
+    audio_support::write_flac(&file, RATE, 2, &samples, 4096);
+    let len = std::fs::metadata(&file).expect("flac").len();
+    assert!(len > 20 * 65_536, "a {len}-byte FLAC is too few chunks");
+    streams_exactly_through_a_seek(dir.path(), &file);
 }
 
 #[test]
