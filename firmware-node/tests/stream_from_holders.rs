@@ -160,34 +160,7 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
     write_stem(&file, 20);
     let refr = reference(&file);
     let stem = hash_file(&file).expect("hash").stem_hash();
-    let a = holder(dir.path(), "a", Some((&file, &file)));
-    let b = holder(dir.path(), "b", Some((&file, &file)));
-    let c = client(
-        dir.path(),
-        "c-cache",
-        vec![a.listen_addr(), b.listen_addr()],
-    );
-    let mut src = c.stream(stem, SPEC);
-
-    // From the start: silence until the first chunks are in, then exact.
-    let (real, silent) = play(
-        &mut src,
-        &refr,
-        3 * u64::from(RATE),
-        Duration::from_secs(20),
-    );
-    assert!(
-        real >= 3 * u64::from(RATE),
-        "3 s of real audio, got {real} frames ({silent} silent)"
-    );
-
-    // A seek far ahead: silence (in sync) until the data is there, then
-    // exactly the frames from the target on.
-    let target = 15 * u64::from(RATE) + 123;
-    src.seek(target).expect("seek");
-    assert_eq!(src.position(), target);
-    let (real, _) = play(&mut src, &refr, u64::from(RATE), Duration::from_secs(20));
-    assert!(real >= u64::from(RATE), "1 s after the seek, got {real}");
+    let (a, b, c) = streams_exactly_through_a_seek(dir.path(), &file);
 
     let s = stem_status(&c);
     eprintln!("status: {s:?}");
@@ -208,7 +181,6 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
         s.fetched_bytes,
         s.chunks
     );
-    drop(src);
 
     // A restart with the same cache: plays at once, fetches nothing of
     // what it had.
@@ -230,13 +202,18 @@ fn a_stem_held_by_two_peers_streams_exactly_through_a_seek() {
 
 /// Streams `file` from two holders: 3 s from the start, then a seek to
 /// 15 s + 123 frames and 1 s from there, every block silence or exact.
-fn streams_exactly_through_a_seek(dir: &Path, file: &Path) {
+/// Returns the holders and the client, for further checks.
+fn streams_exactly_through_a_seek(
+    dir: &Path,
+    file: &Path,
+) -> (Arc<Streaming>, Arc<Streaming>, Streaming) {
     let refr = reference(file);
     let stem = hash_file(file).expect("hash").stem_hash();
     let a = holder(dir, "a", Some((file, file)));
     let b = holder(dir, "b", Some((file, file)));
     let c = client(dir, "c-cache", vec![a.listen_addr(), b.listen_addr()]);
     let mut src = c.stream(stem, SPEC);
+    // From the start: silence until the first chunks are in, then exact.
     let (real, silent) = play(
         &mut src,
         &refr,
@@ -247,12 +224,15 @@ fn streams_exactly_through_a_seek(dir: &Path, file: &Path) {
         real >= 3 * u64::from(RATE),
         "3 s of real audio, got {real} frames ({silent} silent)"
     );
+    // A seek far ahead: silence (in sync) until the data is there, then
+    // exactly the frames from the target on.
     let target = 15 * u64::from(RATE) + 123;
     src.seek(target).expect("seek");
     assert_eq!(src.position(), target);
     let (real, _) = play(&mut src, &refr, u64::from(RATE), Duration::from_secs(20));
     assert!(real >= u64::from(RATE), "1 s after the seek, got {real}");
     assert_eq!(stem_status(&c).rejected, 0);
+    (a, b, c)
 }
 
 #[test]

@@ -239,11 +239,7 @@ impl StreamedStem {
                     self.needs_seek = true;
                 }
                 Err(e) => {
-                    if let Some(c) = self.take_missing() {
-                        self.stalled = Some(c);
-                    } else {
-                        self.fail(format!("streamed stem {}: {e}", self.shared.stem));
-                    }
+                    self.stall_or_fail(&e);
                     return false;
                 }
             }
@@ -260,16 +256,23 @@ impl StreamedStem {
                     self.ended = false;
                 }
                 Err(e) => {
-                    if let Some(c) = self.take_missing() {
-                        self.stalled = Some(c);
-                    } else {
-                        self.fail(format!("streamed stem {}: {e}", self.shared.stem));
-                    }
+                    self.stall_or_fail(&e);
                     return false;
                 }
             }
         }
         true
+    }
+
+    /// After a decoder error: if it read a chunk that is not there yet,
+    /// wait for that chunk (it was asked for first); otherwise the file is
+    /// bad and the stem fails.
+    fn stall_or_fail(&mut self, e: &dyn std::fmt::Display) {
+        if let Some(c) = self.take_missing() {
+            self.stalled = Some(c);
+        } else {
+            self.fail(format!("streamed stem {}: {e}", self.shared.stem));
+        }
     }
 
     fn silence(&mut self, out: &mut [f32]) -> usize {
