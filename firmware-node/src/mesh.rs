@@ -57,6 +57,11 @@ const OWN_VOTES_KEPT: usize = 32;
 
 /// How often a summary of dropped datagrams may be logged at warn level.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+/// A timer firing this late means the loop was held up (two heartbeats:
+/// the point where the protocol stops trusting its own silence timers).
+const LATE_WARN: Duration = Duration::from_millis(200);
+/// At most one late-loop report per this long.
+const LATE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A peer address found by discovery, for the address book.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +170,15 @@ pub struct Mesh {
     last_forged_warning: Option<Instant>,
     last_drop_log: Instant,
     drops_at_last_log: u64,
+    /// When datagrams that could not be sent were last reported, and how
+    /// many had failed by then.
+    last_unsent_log: Option<Instant>,
+    unsent_at_last_log: u64,
+    /// Timers that fired late since the last report, the worst of them,
+    /// and when that report was.
+    late_ticks: u64,
+    worst_late: Duration,
+    last_late_log: Option<Instant>,
     player: Option<Player>,
     /// What the player was last told: the clock, and whether it has a state.
     player_clock: Option<MeshClock>,
@@ -218,6 +232,11 @@ impl Mesh {
             last_forged_warning: None,
             last_drop_log: Instant::now(),
             drops_at_last_log: 0,
+            last_unsent_log: None,
+            unsent_at_last_log: 0,
+            late_ticks: 0,
+            worst_late: Duration::ZERO,
+            last_late_log: None,
             player: setup.player,
             player_clock: None,
             clock_since: None,
@@ -281,10 +300,14 @@ impl Mesh {
             }
             // Timers are checked after every input, so a busy socket can
             // never starve them.
-            if deadline.is_some_and(|d| self.clock.now() >= d) {
-                self.member.handle_timeout(self.clock.now());
+            if let Some(d) = deadline
+                && self.clock.now() >= d
+            {
+                let now = self.clock.now();
+                self.note_lateness(Duration::from_nanos(now.since(d).0));
+                self.member.handle_timeout(now);
             }
-            self.flush().await;
+            self.flush();
             self.drain_events();
             self.feed_player();
             if last_status.elapsed() >= STATUS_EVERY {
@@ -296,7 +319,7 @@ impl Mesh {
         }
         info!(member = %self.id, "leaving the room");
         self.member.leave(self.clock.now());
-        self.flush().await;
+        self.flush();
         if let Some(p) = self.player.take() {
             p.stop();
         }
@@ -363,7 +386,49 @@ impl Mesh {
             + c.too_old
     }
 
+    /// Reports timers that fired well after their deadline: the loop was
+    /// starved of CPU or blocked, and everything it drives (heartbeats,
+    /// status, the audio's clock feed) waited with it. At most one line
+    /// per `LATE_LOG_EVERY`, with the worst lateness and the count since.
+    fn note_lateness(&mut self, late: Duration) {
+        if late < LATE_WARN {
+            return;
+        }
+        self.late_ticks += 1;
+        self.worst_late = self.worst_late.max(late);
+        if self
+            .last_late_log
+            .is_none_or(|t| t.elapsed() >= LATE_LOG_EVERY)
+        {
+            warn!(
+                worst_ms = self.worst_late.as_millis() as u64,
+                times = self.late_ticks,
+                "mesh loop ran late: its timers fired after their deadline (CPU starved or blocked)"
+            );
+            self.late_ticks = 0;
+            self.worst_late = Duration::ZERO;
+            self.last_late_log = Some(Instant::now());
+        }
+    }
+
     fn log_drops(&mut self) {
+        // Sends failing is news at once (a cable pulled, Wi-Fi gone), then
+        // once a minute while it lasts.
+        let unsent = self.envelope.send_full + self.envelope.send_errors;
+        if unsent > self.unsent_at_last_log
+            && self
+                .last_unsent_log
+                .is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY)
+        {
+            warn!(
+                unsent = unsent - self.unsent_at_last_log,
+                send_buffer_full = self.envelope.send_full,
+                send_errors = self.envelope.send_errors,
+                "datagrams could not be sent (network down?): dropped, the room goes on without them"
+            );
+            self.unsent_at_last_log = unsent;
+            self.last_unsent_log = Some(Instant::now());
+        }
         if self.last_drop_log.elapsed() < DROP_LOG_EVERY {
             return;
         }
@@ -403,7 +468,11 @@ impl Mesh {
         }
     }
 
-    async fn flush(&mut self) {
+    /// Sends what the member has to send, without ever waiting: a socket
+    /// that cannot take a datagram now drops it (see
+    /// `EnvelopeCounters::send_full`), so a dead link cannot freeze the
+    /// loop, its timers, the status and the watchdog.
+    fn flush(&mut self) {
         while let Some(t) = self.member.poll_transmit() {
             let targets: Vec<SocketAddr> = match t.dest {
                 Dest::Member(id) => self.book.of(id).into_iter().collect(),
@@ -418,9 +487,15 @@ impl Mesh {
                     warn!("cannot seal a datagram: {e}");
                     continue;
                 }
-                if let Err(e) = self.socket.send_to(&self.out, to).await {
-                    self.envelope.send_errors += 1;
-                    debug!(%to, "send: {e}");
+                match self.socket.try_send_to(&self.out, to) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.envelope.send_full += 1;
+                    }
+                    Err(e) => {
+                        self.envelope.send_errors += 1;
+                        debug!(%to, "send: {e}");
+                    }
                 }
             }
         }
@@ -449,6 +524,13 @@ impl Mesh {
                             changes = a.entry.changes.len(),
                             "decided"
                         );
+                        for c in &a.entry.changes {
+                            info!(
+                                round = a.entry.id.round.0,
+                                "room membership: {}",
+                                describe_change(c)
+                            );
+                        }
                     } else {
                         debug!(round = a.entry.id.round.0, "decided (nothing)");
                     }

@@ -179,6 +179,11 @@ pub struct EnvelopeCounters {
     pub replayed: u64,
     pub too_old: u64,
     pub send_errors: u64,
+    /// Datagrams not sent because the socket's send buffer was full: with
+    /// the link down the kernel holds packets while it resolves peers'
+    /// addresses. Dropped, like any lost datagram, rather than stall the
+    /// mesh loop until the buffer drains (seconds).
+    pub send_full: u64,
 }
 
 /// A vote to cast, as JSON: `{"event": "play", "channel": "all"}`,
