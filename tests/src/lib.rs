@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod netns;
 pub mod report;
+pub mod rig;
 pub mod room;
 pub mod sim;
 pub mod stream_run;

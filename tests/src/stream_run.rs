@@ -11,8 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::rig::monotonic_raw_ns;
 use crate::room::{Discovery, Room};
-use crate::sync_run::{CLOCK_OFFSET_MS, CLOCK_SKEW_PPM, DAC_PPM, monotonic_raw_ns};
+use crate::sync_run::RIGS;
 use crate::timecode::{self, Series};
 
 /// Frames per second of the timeline.
@@ -35,16 +36,8 @@ pub struct StreamLab {
 }
 
 fn args(i: usize, record: &Path, delay_ms: u64) -> Vec<String> {
-    let mut a = vec![
-        "--output".to_owned(),
-        format!("virtual:{},0,record={}", DAC_PPM[i], record.display()),
-        "--test-clock-offset-ms".to_owned(),
-        CLOCK_OFFSET_MS[i].to_string(),
-        "--test-clock-skew-ppm".to_owned(),
-        CLOCK_SKEW_PPM[i].to_string(),
-        "--channel".to_owned(),
-        "0".to_owned(),
-    ];
+    let mut a = RIGS[i].args(record);
+    a.extend(["--channel".to_owned(), "0".to_owned()]);
     if i == STREAMER {
         a.push("--test-link-delay-ms".to_owned());
         a.push(delay_ms.to_string());

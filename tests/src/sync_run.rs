@@ -10,15 +10,35 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::rig::Rig;
+pub use crate::rig::monotonic_raw_ns;
 use crate::room::{Discovery, Room};
 use crate::timecode::{self, Series};
 
-/// Crystal errors of the four DACs (ppm), as the issue asks.
-pub const DAC_PPM: [f64; 4] = [-150.0, -50.0, 50.0, 150.0];
-/// Node clock offsets (ms) and skews (ppm).
-pub const CLOCK_OFFSET_MS: [u64; 4] = [0, 3_000, 17_000, 1_234];
-/// Node clock skews (ppm).
-pub const CLOCK_SKEW_PPM: [f64; 4] = [0.0, 100.0, -100.0, 40.0];
+/// The four nodes' hardware: DAC crystal errors −150 to +150 ppm (as the
+/// issue asks), clocks offset by seconds and skewed by up to ±100 ppm.
+pub const RIGS: [Rig; 4] = [
+    Rig {
+        dac_ppm: -150.0,
+        clock_offset_ms: 0,
+        clock_skew_ppm: 0.0,
+    },
+    Rig {
+        dac_ppm: -50.0,
+        clock_offset_ms: 3_000,
+        clock_skew_ppm: 100.0,
+    },
+    Rig {
+        dac_ppm: 50.0,
+        clock_offset_ms: 17_000,
+        clock_skew_ppm: -100.0,
+    },
+    Rig {
+        dac_ppm: 150.0,
+        clock_offset_ms: 1_234,
+        clock_skew_ppm: 40.0,
+    },
+];
 
 /// Length of the timecode track (s): seeks stay inside it.
 const TRACK_SECONDS: u64 = 90;
@@ -272,25 +292,11 @@ fn start_room(bin: &Path, prefix: &str) -> anyhow::Result<(Room, Vec<PathBuf>)> 
 
 /// Sets node `i`'s arguments for a [`run`] room, recording to `record`.
 fn set_node_args(room: &mut Room, i: usize, record: &Path) {
-    let output = format!("virtual:{},0,record={}", DAC_PPM[i], record.display());
-    let offset = CLOCK_OFFSET_MS[i].to_string();
-    let skew = CLOCK_SKEW_PPM[i].to_string();
-    let channel = i.to_string();
-    room.set_args(
-        i,
-        &[
-            "--output",
-            &output,
-            "--test-clock-offset-ms",
-            &offset,
-            "--test-clock-skew-ppm",
-            &skew,
-            "--channel",
-            &channel,
-            "--track",
-            "timecode",
-        ],
-    );
+    let mut args = RIGS[i].args(record);
+    args.extend(["--channel".to_owned(), i.to_string()]);
+    args.extend(["--track".to_owned(), "timecode".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    room.set_args(i, &args);
 }
 
 /// Adds, for each node, its mesh clock's offset from true time minus node
@@ -300,15 +306,7 @@ fn set_node_args(room: &mut Room, i: usize, record: &Path) {
 /// the mesh clocks' rate errors (≤ a few hundred ppm) add under a µs.
 fn sample_clocks(room: &Room, samples: &mut [Vec<f64>]) {
     let errors: Option<Vec<f64>> = (0..4)
-        .map(|i| {
-            let s = room.status(i)?;
-            let mesh = s["mesh_time_ns"].as_u64()? as f64;
-            let local = s["local_time_ns"].as_u64()? as f64;
-            let offset = CLOCK_OFFSET_MS[i] as f64 * 1e6;
-            let skew_ppb = (CLOCK_SKEW_PPM[i] * 1000.0).round();
-            let raw = (local - offset) * 1e9 / (1e9 + skew_ppb);
-            Some(mesh - raw)
-        })
+        .map(|i| RIGS[i].mesh_minus_true_ns(&room.status(i)?))
         .collect();
     if let Some(e) = errors {
         for (i, x) in e.iter().enumerate() {
@@ -386,14 +384,4 @@ fn analyse(series: &[Series], seeks: &[(u64, u64)], report: &mut SyncReport) {
         }
     }
     report.change_spreads_us.sort_by(f64::total_cmp);
-}
-
-/// The machine's CLOCK_MONOTONIC_RAW (the virtual DACs' true time).
-pub fn monotonic_raw_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_RAW)
-        .map(|ts| {
-            u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(ts.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
 }

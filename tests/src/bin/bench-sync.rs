@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use autoharmonize_tests::sync_run::{self, CLOCK_SKEW_PPM, DAC_PPM, SyncReport};
+use autoharmonize_tests::sync_run::{self, RIGS, SyncReport};
 use clap::Parser;
 
 /// Measures sync between four node processes.
@@ -85,8 +85,8 @@ fn main() -> Result<()> {
         args.every,
         args.busy_threads,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        DAC_PPM,
-        CLOCK_SKEW_PPM,
+        RIGS.map(|r| r.dac_ppm),
+        RIGS.map(|r| r.clock_skew_ppm),
         args.every,
         r.spreads_us.len(),
         r.instants,
