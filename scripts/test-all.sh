@@ -87,6 +87,12 @@ section "Debian package (amd64: build with cargo-deb, check contents)"
 bash scripts/build-deb.sh --check
 
 section "done in $((SECONDS - START))s"
+# Where the test time goes: the slowest test binaries (cargo runs them one
+# after another; each prints its own wall time).
+echo "slowest test binaries:"
+awk '/^ *Running / { name = $2; if (match($0, /deps\/[^)]*/)) name = name " (" substr($0, RSTART + 5, RLENGTH - 5) ")" }
+     /^test result:/ { for (i = 1; i <= NF; i++) if ($i == "in") { t = $(i+1); sub(/s$/, "", t); printf "%8.1fs  %s\n", t, name } }' \
+    "$LOG_DIR/test.log" | sort -rn | sed -n '1,12p'
 # One closing line over every `cargo test` binary, so the totals are the
 # last thing printed.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) {

@@ -39,6 +39,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+use crate::rig::{Rig, monotonic_raw_ns};
 use crate::room::{Discovery, MESH_PORT, Room, http_in};
 use crate::timecode;
 
@@ -58,6 +59,9 @@ pub const HEAL_BOUND: Duration = Duration::from_millis(5 * 100 + 1_000);
 /// Settling after a restart: process start and audio open, 1 s of
 /// listening before founding, join and snapshot, on a loaded machine.
 pub const REJOIN_BOUND: Duration = Duration::from_secs(8);
+/// Longest wait for the network to deliver again after a heal (ARP
+/// resolution after a carrier loss; the kernel retries every second).
+pub const NETWORK_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for a settled room before declaring it lost.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sync error (spread of the positions a group of nodes emits at one
@@ -101,12 +105,35 @@ pub const RSS_WARMUP: Duration = Duration::from_secs(60);
 /// tell a leak from warm-up.
 pub const RSS_MIN_LIFE: Duration = Duration::from_secs(600);
 
-/// Crystal errors of the virtual DACs, by node (cycled).
-const DAC_PPM: [f64; 5] = [-150.0, -50.0, 50.0, 150.0, 0.0];
-/// Node clock offsets (ms), by node (cycled).
-const CLOCK_OFFSET_MS: [u64; 5] = [0, 3_000, 17_000, 1_234, 500];
-/// Node clock skews (ppm), by node (cycled).
-const CLOCK_SKEW_PPM: [f64; 5] = [0.0, 20.0, -20.0, 10.0, -10.0];
+/// The nodes' hardware (cycled): DAC crystals −150 to +150 ppm, clocks
+/// offset by seconds and skewed by up to ±20 ppm.
+const RIGS: [Rig; 5] = [
+    Rig {
+        dac_ppm: -150.0,
+        clock_offset_ms: 0,
+        clock_skew_ppm: 0.0,
+    },
+    Rig {
+        dac_ppm: -50.0,
+        clock_offset_ms: 3_000,
+        clock_skew_ppm: 20.0,
+    },
+    Rig {
+        dac_ppm: 50.0,
+        clock_offset_ms: 17_000,
+        clock_skew_ppm: -20.0,
+    },
+    Rig {
+        dac_ppm: 150.0,
+        clock_offset_ms: 1_234,
+        clock_skew_ppm: 10.0,
+    },
+    Rig {
+        dac_ppm: 0.0,
+        clock_offset_ms: 500,
+        clock_skew_ppm: -10.0,
+    },
+];
 /// Length of the timecode track.
 const TRACK_SECONDS: u64 = 120;
 
@@ -192,6 +219,9 @@ pub struct ChaosReport {
     pub heals: Vec<Duration>,
     /// Restart → settled times.
     pub rejoins: Vec<Duration>,
+    /// Heal → network delivering again, where the heal had to wait for a
+    /// reconnected host's address resolution (see [`NETWORK_WAIT`]).
+    pub network_waits: Vec<Duration>,
     /// Minority members checked while cut off (one per member and cut).
     pub minority_checks: u64,
     /// Lone members that founded a room of their own (solo timeout).
@@ -314,7 +344,32 @@ struct NodeState {
     id: Option<String>,
     xruns: (u32, u64),
     rss: Vec<Life>,
+    /// Recent timing figures from its status, for explaining a sync slip.
+    probes: VecDeque<Probe>,
 }
+
+/// How one node's timing looked at one sweep: what a sync violation
+/// prints for the node that slipped, to tell a wrong mesh-clock estimate
+/// from a wrong DAC rate or a starved decoder.
+#[derive(Debug, Clone)]
+struct Probe {
+    /// CLOCK_MONOTONIC_RAW at the sweep's start.
+    raw: u64,
+    inc: u32,
+    /// Its mesh-clock estimate against the median of the room's nodes at
+    /// the same sweep, µs (from its status's local/mesh pair and the
+    /// offset and skew the harness gave its clock).
+    clock_us: Option<f64>,
+    correction_ppm: f64,
+    dac_rate_ppm: f64,
+    sync_error_us: f64,
+    underruns: u64,
+    late: u64,
+    recues: u64,
+}
+
+/// Probes kept per node (100 ms apart: the last few seconds).
+const PROBES_KEPT: usize = 60;
 
 impl NodeState {
     /// Off the main segment or unplugged.
@@ -419,16 +474,6 @@ fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The machine's CLOCK_MONOTONIC_RAW in ns (the virtual DACs' true time).
-fn raw_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_RAW)
-        .map(|ts| {
-            u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(ts.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
 /// The agreed state a node holds, as a comparable string: every channel's
 /// run state, gain and anchor.
 fn state_key(s: &Value) -> String {
@@ -465,6 +510,69 @@ fn status_at(ns: &Path) -> Option<Value> {
     (code == 200)
         .then(|| serde_json::from_str(&body).ok())
         .flatten()
+}
+
+/// The addresses a host's kernel is still resolving (ARP `INCOMPLETE`),
+/// read with `ip -j neigh` in its namespace (`ns`: its /run/netns path).
+fn unresolved_neighbours(ns: &Path) -> Vec<String> {
+    let Some(name) = ns.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(out) = Command::new("ip")
+        .args(["-n", name, "-j", "-4", "neigh", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    entries
+        .iter()
+        .filter(|e| {
+            e["state"]
+                .as_array()
+                .is_some_and(|st| st.iter().any(|x| x == "INCOMPLETE"))
+        })
+        .filter_map(|e| e["dst"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every host's status, asked at once (a thread each), with the true
+/// time each was asked: a sweep takes as long as the slowest answer, not
+/// the sum of them, so the statuses are near one instant.
+fn statuses_at(ns: &[PathBuf], hosts: &[usize]) -> Vec<(usize, Option<Value>, u64)> {
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = hosts
+            .iter()
+            .map(|&i| {
+                let path = &ns[i];
+                let ask = scope.spawn(move || {
+                    let asked = monotonic_raw_ns();
+                    (status_at(path), asked)
+                });
+                (i, ask)
+            })
+            .collect();
+        asks.into_iter()
+            .map(|(i, ask)| {
+                let (st, asked) = ask.join().unwrap_or((None, 0));
+                (i, st, asked)
+            })
+            .collect()
+    })
+}
+
+/// The digest of the state a status's node committed at `round`: its
+/// current one, or one of its recent decisions (a room commits every
+/// round, so a node a round or two ahead still lists it).
+fn digest_at(s: &Value, round: u64) -> Option<&str> {
+    if s["commit_round"].as_u64()? == round {
+        return s["digest"].as_str();
+    }
+    s["decisions"]
+        .as_array()?
+        .iter()
+        .find(|d| d["round"].as_u64() == Some(round))?["digest"]
+        .as_str()
 }
 
 /// A settled room, as read in one sweep.
@@ -524,6 +632,7 @@ pub fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
             id: None,
             xruns: (0, 0),
             rss: Vec::new(),
+            probes: VecDeque::new(),
         })
         .collect();
     let shared = Arc::new(Mutex::new(Shared {
@@ -539,7 +648,7 @@ pub fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
             ..ChaosReport::default()
         },
         digests: HashMap::new(),
-        t0_raw: raw_ns(),
+        t0_raw: monotonic_raw_ns(),
         diverged: std::collections::HashSet::new(),
         ticks: VecDeque::new(),
         last_applied: None,
@@ -599,33 +708,16 @@ impl Chaos {
             };
             (inc, s.dir.clone())
         };
-        let output = format!(
-            "virtual:{},0,record={}",
-            DAC_PPM[i % 5],
-            Self::record_path(&dir, i, inc).display()
-        );
-        let offset = CLOCK_OFFSET_MS[i % 5].to_string();
-        let skew = CLOCK_SKEW_PPM[i % 5].to_string();
-        let channel = (i % 4).to_string();
+        let mut args = RIGS[i % RIGS.len()].args(&Self::record_path(&dir, i, inc));
         let fifo = dir.join(format!("buttons{i}"));
-        let fifo = fifo.to_string_lossy().into_owned();
-        self.room.set_args(
-            i,
-            &[
-                "--output",
-                &output,
-                "--test-clock-offset-ms",
-                &offset,
-                "--test-clock-skew-ppm",
-                &skew,
-                "--channel",
-                &channel,
-                "--track",
-                "timecode",
-                "--test-buttons-fifo",
-                &fifo,
-            ],
-        );
+        args.extend(["--channel".to_owned(), (i % 4).to_string()]);
+        args.extend(["--track".to_owned(), "timecode".to_owned()]);
+        args.extend([
+            "--test-buttons-fifo".to_owned(),
+            fifo.to_string_lossy().into_owned(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.room.set_args(i, &args);
         self.room.start(i);
         let pid = self.room.pid(i);
         let now = Instant::now();
@@ -741,15 +833,22 @@ impl Chaos {
             .collect()
     }
 
-    /// One sweep: whether the expected nodes form one settled room.
+    /// One sweep: whether the expected nodes form one settled room: all
+    /// answer, name the same room, list exactly the running speakers in
+    /// their views, and committed the same state at the latest round all
+    /// of them have committed (compared by digest, which covers the round,
+    /// the view and the transport). A room at work decides every round
+    /// while votes keep coming, so statuses read a few milliseconds apart
+    /// may differ by the round in flight; comparing at a common round
+    /// measures when the room converged, not when a sweep was lucky.
     fn settled_now(&self) -> Result<Settled, String> {
         let hosts = self.expected();
         if hosts.is_empty() {
             return Err("no node runs".into());
         }
         let mut statuses = Vec::new();
-        for &i in &hosts {
-            match status_at(&self.ns[i]) {
+        for (i, st, _) in statuses_at(&self.ns, &hosts) {
+            match st {
                 Some(s) => statuses.push((i, s)),
                 None => return Err(format!("node {i} does not answer")),
             }
@@ -758,21 +857,29 @@ impl Chaos {
         let Some(room_s) = room.as_str() else {
             return Err(format!("node {} is in no room", statuses[0].0));
         };
-        let key = state_key(&statuses[0].1);
         let mut ids: Vec<String> = Vec::new();
         let mut host_of = HashMap::new();
         for (i, s) in &statuses {
             if s["room"] != room {
                 return Err(format!("node {i} is in room {} not {room_s}", s["room"]));
             }
-            if state_key(s) != key {
-                return Err(format!("node {i} holds another state"));
-            }
             let id = s["id"].as_str().unwrap_or_default().to_owned();
             host_of.insert(id.clone(), *i);
             ids.push(id);
         }
         ids.sort_unstable();
+        let common = statuses
+            .iter()
+            .filter_map(|(_, s)| s["commit_round"].as_u64())
+            .min()
+            .ok_or("no committed round")?;
+        let digest = digest_at(&statuses[0].1, common);
+        for (i, s) in &statuses {
+            let d = digest_at(s, common);
+            if d.is_none() || d != digest {
+                return Err(format!("node {i} holds another state at round {common}"));
+            }
+        }
         let view = speakers_of(&statuses[0].1);
         for (i, s) in &statuses {
             let mut v = speakers_of(s);
@@ -957,7 +1064,15 @@ impl Chaos {
         // Measured from when the last link is back (the heal's own `ip`
         // commands take a few ms each).
         let restarts_recent = self.heal_all() || restarted;
+        // After a carrier loss the reconnected host's kernel resolves its
+        // peers' addresses again on its ARP retry timer (up to 1 s): the
+        // network delivers again only then, and the room's convergence is
+        // measured from there (the wait is reported on its own).
+        let waited = self.wait_for_network();
         let healed_at = Instant::now();
+        if let Some(w) = waited {
+            lock(&self.shared).report.network_waits.push(w);
+        }
         // Convergence: links and freezes within the heal bound; a restart
         // within the rejoin bound.
         let bound = if restarts_recent {
@@ -1202,6 +1317,38 @@ impl Chaos {
 
     /// Undoes everything: segments, links, freezes, dead nodes, load.
     /// Returns whether a node was restarted.
+    /// Waits until no speaker host still waits for a running speaker's
+    /// address to resolve (an ARP entry `INCOMPLETE`: created while its
+    /// carrier was down, retried every second), at most
+    /// [`NETWORK_WAIT`]. Returns how long it waited, if any entry had to
+    /// be waited for.
+    fn wait_for_network(&self) -> Option<Duration> {
+        let start = Instant::now();
+        let (running, addrs): (Vec<usize>, Vec<String>) = {
+            let s = lock(&self.shared);
+            let running: Vec<usize> = (0..self.n()).filter(|&i| s.nodes[i].running).collect();
+            let addrs = running
+                .iter()
+                .map(|&i| self.room.addr(i).to_string())
+                .collect();
+            (running, addrs)
+        };
+        let mut waited = false;
+        while start.elapsed() < NETWORK_WAIT {
+            let pending = running.iter().any(|&i| {
+                unresolved_neighbours(&self.ns[i])
+                    .iter()
+                    .any(|a| addrs.contains(a))
+            });
+            if !pending {
+                break;
+            }
+            waited = true;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        waited.then(|| start.elapsed())
+    }
+
     fn heal_all(&mut self) -> bool {
         self.stop_load();
         if self.stranger_running {
@@ -1385,26 +1532,26 @@ impl Chaos {
         std::thread::spawn(move || {
             let mut sweep = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let raw_start = raw_ns();
-                let ask: Vec<(usize, bool)> = {
+                let raw_start = monotonic_raw_ns();
+                let asked: Vec<(usize, u32)> = {
                     let s = lock(&shared);
                     (0..n)
-                        .map(|i| (i, s.nodes[i].running && !s.nodes[i].frozen))
+                        .filter(|&i| s.nodes[i].running && !s.nodes[i].frozen)
+                        .map(|i| (i, s.nodes[i].inc))
                         .collect()
                 };
-                let mut got = Vec::new();
-                for (i, ask) in ask {
-                    let before = lock(&shared).nodes[i].inc;
-                    // The snapshot answered is at most one status refresh
-                    // (50 ms) older than the request: dated conservatively.
-                    let asked = Instant::now()
-                        .checked_sub(STATUS_STALE)
-                        .unwrap_or_else(Instant::now);
-                    if ask && let Some(st) = status_at(&ns[i]) {
-                        got.push((i, before, st, asked));
-                    }
-                }
-                let raw_end = raw_ns();
+                // The snapshot answered is at most one status refresh
+                // (50 ms) older than the request: dated conservatively.
+                let seen = Instant::now()
+                    .checked_sub(STATUS_STALE)
+                    .unwrap_or_else(Instant::now);
+                let hosts: Vec<usize> = asked.iter().map(|a| a.0).collect();
+                let got: Vec<_> = statuses_at(&ns, &hosts)
+                    .into_iter()
+                    .zip(&asked)
+                    .filter_map(|((i, st, raw), &(_, inc))| Some((i, inc, st?, seen, raw)))
+                    .collect();
+                let raw_end = monotonic_raw_ns();
                 let mut s = lock(&shared);
                 check_sweep(&mut s, &got, raw_start, raw_end, sweep.is_multiple_of(25));
                 drop(s);
@@ -1576,7 +1723,7 @@ fn rss_anon_kb(pid: u32) -> Option<u64> {
 /// asked, status).
 fn check_sweep(
     s: &mut Shared,
-    got: &[(usize, u32, Value, Instant)],
+    got: &[(usize, u32, Value, Instant, u64)],
     raw_start: u64,
     raw_end: u64,
     rss: bool,
@@ -1587,7 +1734,8 @@ fn check_sweep(
         raw_end,
         members: Vec::new(),
     };
-    for (i, inc, st, seen) in got {
+    record_probes(s, got, raw_start);
+    for (i, inc, st, seen, asked_raw) in got {
         let (i, inc, seen) = (*i, *inc, *seen);
         if s.nodes[i].inc != inc || !s.nodes[i].running {
             continue; // restarted or killed while asked
@@ -1657,8 +1805,18 @@ fn check_sweep(
                     Some(_) => {}
                 }
                 if writable && problem.is_none() {
+                    // How old the snapshot was when asked: a node's status
+                    // refreshes every 50 ms unless its event loop stalls.
+                    let age = RIGS[i % RIGS.len()]
+                        .true_time_of(st)
+                        .map_or_else(String::new, |t| {
+                            format!(
+                                " (status taken {:.0} ms before)",
+                                (*asked_raw as f64 - t) / 1e6
+                            )
+                        });
                     problem = Some(format!(
-                        "node {i}, cut off in a minority for {:?} when asked, reports itself writable",
+                        "node {i}, cut off in a minority for {:?} when asked, reports itself writable{age}",
                         seen - a.since
                     ));
                 }
@@ -1723,6 +1881,78 @@ fn check_sweep(
         }
     }
     s.ticks.push_back(tick);
+}
+
+/// Keeps each answering node's timing figures of this sweep (see
+/// [`Probe`]); its clock estimate is compared with the median of the
+/// nodes in its room.
+fn record_probes(s: &mut Shared, got: &[(usize, u32, Value, Instant, u64)], raw: u64) {
+    // mesh − true time: the same for every node of a room whose estimate
+    // is right (the leader's offset).
+    let clock_err = |i: usize, st: &Value| RIGS[i % RIGS.len()].mesh_minus_true_ns(st);
+    let errs: Vec<(usize, &str, Option<f64>)> = got
+        .iter()
+        .map(|(i, _, st, _, _)| (*i, st["room"].as_str().unwrap_or(""), clock_err(*i, st)))
+        .collect();
+    for (i, inc, st, _, _) in got {
+        let room = st["room"].as_str().unwrap_or("");
+        let mut peers: Vec<f64> = errs
+            .iter()
+            .filter(|e| e.1 == room)
+            .filter_map(|e| e.2)
+            .collect();
+        peers.sort_by(f64::total_cmp);
+        let median = peers.get(peers.len() / 2).copied();
+        let clock_us = errs
+            .iter()
+            .find(|e| e.0 == *i)
+            .and_then(|e| Some((e.2? - median?) / 1e3));
+        let a = &st["audio"];
+        let probes = &mut s.nodes[*i].probes;
+        if probes.len() == PROBES_KEPT {
+            probes.pop_front();
+        }
+        probes.push_back(Probe {
+            raw,
+            inc: *inc,
+            clock_us,
+            correction_ppm: a["correction_ppm"].as_f64().unwrap_or(f64::NAN),
+            dac_rate_ppm: a["dac_rate_ppm"].as_f64().unwrap_or(f64::NAN),
+            sync_error_us: a["sync_error_us"].as_f64().unwrap_or(f64::NAN),
+            underruns: a["underruns"].as_u64().unwrap_or(0),
+            late: a["late_changes"].as_u64().unwrap_or(0),
+            recues: a["recues"].as_u64().unwrap_or(0),
+        });
+    }
+}
+
+/// The timing figures node `i` (process `inc`) reported over the 3 s
+/// before raw instant `t`, one line per 200 ms, for a violation's detail.
+fn probe_lines(s: &Shared, i: usize, inc: u32, t: u64) -> String {
+    let mut out = String::new();
+    let from = t.saturating_sub(3_000_000_000);
+    let mut last = 0u64;
+    for p in s.nodes[i].probes.iter() {
+        if p.inc != inc || p.raw < from || p.raw > t + 500_000_000 || p.raw < last + 200_000_000 {
+            continue;
+        }
+        last = p.raw;
+        let clock = p
+            .clock_us
+            .map_or_else(|| "?".to_owned(), |c| format!("{c:+.0} µs"));
+        out.push_str(&format!(
+            "\n      t{:+.1} s: clock {clock}, correction {:+.0} ppm, dac {:+.1} ppm, \
+             own error {:+.0} µs, underruns {}, late {}, recues {}",
+            (p.raw as f64 - t as f64) / 1e9,
+            p.correction_ppm,
+            p.dac_rate_ppm,
+            p.sync_error_us,
+            p.underruns,
+            p.late,
+            p.recues
+        ));
+    }
+    out
 }
 
 /// Reads the virtual DACs' records and measures the spread of the
@@ -1867,7 +2097,7 @@ impl SyncAnalyzer {
         }
         let mut s = lock(shared);
         s.report.spreads_us.extend(spreads);
-        for (raw, v) in violations {
+        for (raw, v, (i, inc)) in violations {
             if self
                 .last_reported
                 .is_some_and(|t| raw.saturating_sub(t) < 5_000_000_000)
@@ -1876,11 +2106,21 @@ impl SyncAnalyzer {
             }
             self.last_reported = Some(raw);
             let at = Duration::from_nanos(raw.saturating_sub(s.t0_raw));
-            s.violate_at("sync", v, at);
+            let detail = format!(
+                "{v}\n    node {i} (farthest from the rest), as its status said:{}",
+                probe_lines(&s, i, inc, raw)
+            );
+            s.violate_at("sync", detail, at);
         }
     }
 
-    fn interval(&self, a: &Tick, b: &Tick, spreads: &mut Vec<f32>, out: &mut Vec<(u64, String)>) {
+    fn interval(
+        &self,
+        a: &Tick,
+        b: &Tick,
+        spreads: &mut Vec<f32>,
+        out: &mut Vec<(u64, String, (usize, u32))>,
+    ) {
         // Nodes eligible at both ends with the same process and state.
         let mut groups: BTreeMap<&str, Vec<(usize, u32)>> = BTreeMap::new();
         for m in &a.members {
@@ -1889,16 +2129,16 @@ impl SyncAnalyzer {
             }
         }
         for members in groups.values().filter(|g| g.len() >= 2) {
-            let readers: Vec<(usize, &Reader)> = members
+            let readers: Vec<((usize, u32), &Reader)> = members
                 .iter()
-                .filter_map(|k| self.readers.get(k).map(|r| (k.0, r)))
+                .filter_map(|k| self.readers.get(k).map(|r| (*k, r)))
                 .collect();
             let mut t = a.raw_end;
             let mut run = 0usize;
             let mut worst = 0.0f64;
             let mut reported = false;
             while t < b.raw_start {
-                let phases: Vec<(usize, f64)> = readers
+                let phases: Vec<((usize, u32), f64)> = readers
                     .iter()
                     .filter_map(|(i, r)| r.phase_at(t).map(|p| (*i, p)))
                     .collect();
@@ -1919,16 +2159,27 @@ impl SyncAnalyzer {
                             let who: Vec<String> = phases
                                 .iter()
                                 .zip(&rel)
-                                .map(|((i, _), r)| {
+                                .map(|(((i, _), _), r)| {
                                     format!("node {i} {:+.0} µs", r / 48_000.0 * 1e6)
                                 })
                                 .collect();
+                            // The node farthest from the others' median
+                            // is the one that slipped.
+                            let mut sorted = rel.clone();
+                            sorted.sort_by(f64::total_cmp);
+                            let mid = sorted[sorted.len() / 2];
+                            let odd = phases
+                                .iter()
+                                .zip(&rel)
+                                .max_by(|x, y| (x.1 - mid).abs().total_cmp(&(y.1 - mid).abs()))
+                                .map_or(phases[0].0, |(p, _)| p.0);
                             out.push((
                                 t,
                                 format!(
                                     "spread {worst:.0} µs for {run}0 ms (bound {SYNC_BOUND_US} µs): {}",
                                     who.join(", ")
                                 ),
+                                odd,
                             ));
                         }
                     } else {

@@ -152,6 +152,14 @@ fn render(r: &ChaosReport, minutes: &f64) -> String {
         q(&heals, 1.0),
         ms(chaos::HEAL_BOUND)
     );
+    let waits = sorted(&r.network_waits);
+    let _ = writeln!(
+        t,
+        "| heal → network delivering again, after a carrier loss ({} heals waited for ARP): p50 / max | {} / {} | – (the kernel's 1 s ARP retry; the heal row is measured from here) |",
+        waits.len(),
+        q(&waits, 0.5),
+        q(&waits, 1.0)
+    );
     let _ = writeln!(
         t,
         "| restart → one settled room ({} restarts): p50 / max | {} / {} | ≤ {} s |",
