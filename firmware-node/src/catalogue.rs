@@ -8,12 +8,17 @@
 //! holder, so that a stem fetcher, the status endpoint and the controller
 //! can read it without touching the protocol state.
 //!
+//! Building a snapshot clones and sorts every track of the room, so the
+//! mesh loop keeps the last one in a [`ViewCache`] and builds a new one
+//! only when something it is made of changed.
+//!
 //! Invariant: a snapshot is immutable and self-consistent (taken in one
 //! pass of the mesh loop); a holder listed for a stem had announced that
 //! stem when the snapshot was taken, which is no promise it still has it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use autoharmonize_protocol::MemberId;
 use autoharmonize_protocol::catalogue::{Catalogue, TrackInfo};
@@ -38,6 +43,73 @@ pub struct CatalogueView {
     names: BTreeMap<MemberId, String>,
     addrs: BTreeMap<MemberId, SocketAddr>,
     complete: bool,
+}
+
+/// The last [`CatalogueView`] built from one member's catalogue, with its
+/// status form, and what it was built from: the catalogue's
+/// [`Catalogue::generation`], the members asked about and their addresses.
+/// While those stay the same a new view would equal the old one, so
+/// [`ViewCache::refresh`] keeps it.
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    built_from: Option<ViewInputs>,
+    view: Arc<CatalogueView>,
+    status: Arc<[TrackStatus]>,
+}
+
+/// What a [`CatalogueView`] is made of, besides the catalogue's content.
+#[derive(Debug, PartialEq, Eq)]
+struct ViewInputs {
+    own: MemberId,
+    generation: u64,
+    members: Vec<MemberId>,
+    addrs: Vec<Option<SocketAddr>>,
+}
+
+impl ViewCache {
+    /// Brings the view up to date with `catalogue` (always the same
+    /// member's: generations of different catalogues do not compare),
+    /// `members` and their addresses, as [`CatalogueView::of`] takes them.
+    /// Returns whether it was rebuilt; otherwise the view and status are
+    /// the very same as before.
+    pub fn refresh(
+        &mut self,
+        own: MemberId,
+        catalogue: &Catalogue,
+        members: &[MemberId],
+        addr_of: impl Fn(MemberId) -> Option<SocketAddr>,
+    ) -> bool {
+        let inputs = ViewInputs {
+            own,
+            generation: catalogue.generation(),
+            members: members.to_vec(),
+            addrs: members
+                .iter()
+                .map(|&m| if m == own { None } else { addr_of(m) })
+                .collect(),
+        };
+        if self.built_from.as_ref() == Some(&inputs) {
+            return false;
+        }
+        let view = CatalogueView::of(own, catalogue, members, &addr_of);
+        self.status = view.to_status().into();
+        self.view = Arc::new(view);
+        self.built_from = Some(inputs);
+        true
+    }
+
+    /// The current view (the default, empty one before the first refresh).
+    #[must_use]
+    pub fn view(&self) -> &Arc<CatalogueView> {
+        &self.view
+    }
+
+    /// The current view as the status endpoint shows it
+    /// ([`CatalogueView::to_status`]).
+    #[must_use]
+    pub fn status(&self) -> &Arc<[TrackStatus]> {
+        &self.status
+    }
 }
 
 /// Why a track name given by a person does not pick one track.
@@ -367,6 +439,63 @@ mod tests {
         let st = v.to_status();
         assert_eq!(st[1].holders[1].name.as_deref(), Some("kitchen"));
         assert_eq!(st[1].holders[1].stems, [1]);
+    }
+
+    #[test]
+    fn the_cached_view_is_rebuilt_when_an_input_changed_and_only_then() {
+        let a = info("Blue Song", 10, 2);
+        let (me, peer) = (MemberId(1), MemberId(2));
+        let mut own = Catalogue::new(me, "me");
+        own.set_local("me", vec![(a.clone(), 0b01)]);
+        let here: SocketAddr = "10.0.0.2:7700".parse().unwrap();
+        let there: SocketAddr = "10.0.0.3:7700".parse().unwrap();
+        let mut cache = ViewCache::default();
+        // Refreshes, and checks the cache against a view built afresh.
+        let mut refresh =
+            |cat: &Catalogue,
+             members: &[MemberId],
+             addr_of: &dyn Fn(MemberId) -> Option<SocketAddr>| {
+                let rebuilt = cache.refresh(me, cat, members, addr_of);
+                let fresh = CatalogueView::of(me, cat, members, addr_of);
+                assert_eq!(cache.status()[..], fresh.to_status()[..]);
+                assert_eq!(cache.view().to_status(), fresh.to_status());
+                assert_eq!(cache.view().is_complete(), fresh.is_complete());
+                for m in [me, peer] {
+                    assert_eq!(cache.view().name(m), fresh.name(m));
+                }
+                for s in &a.stems {
+                    assert_eq!(cache.view().holders(s.hash), fresh.holders(s.hash));
+                }
+                (rebuilt, Arc::clone(cache.view()))
+            };
+        let (rebuilt, first) = refresh(&own, &[me, peer], &|_| Some(here));
+        assert!(rebuilt, "the first refresh builds");
+        let (rebuilt, again) = refresh(&own, &[me, peer], &|_| Some(here));
+        assert!(
+            !rebuilt && Arc::ptr_eq(&first, &again),
+            "same inputs, same snapshot"
+        );
+        // Addresses of this node and of strangers are not in the view.
+        let stranger = |m: MemberId| Some(if m == peer { here } else { there });
+        assert!(!refresh(&own, &[me, peer], &stranger).0);
+        // A member's address, the member list, the catalogue: each counts.
+        assert!(refresh(&own, &[me, peer], &|_| Some(there)).0);
+        assert!(refresh(&own, &[me], &|_| Some(there)).0);
+        own.set_local("me", vec![(a.clone(), 0b11)]);
+        assert!(refresh(&own, &[me], &|_| Some(there)).0);
+        assert_eq!(cache_holders(&own, a.id), [(me, 0b11)]);
+        own.announced(peer, 5);
+        let (rebuilt, _) = refresh(&own, &[me, peer], &|_| Some(there));
+        assert!(rebuilt);
+        // A heartbeat repeating a digest changes nothing.
+        own.announced(peer, 5);
+        assert!(!refresh(&own, &[me, peer], &|_| Some(there)).0);
+    }
+
+    fn cache_holders(cat: &Catalogue, id: TrackId) -> Vec<(MemberId, u8)> {
+        let mut cache = ViewCache::default();
+        cache.refresh(MemberId(1), cat, &[], |_| None);
+        cache.view().track(id).unwrap().holders.clone()
     }
 
     #[test]

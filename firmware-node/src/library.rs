@@ -5,7 +5,10 @@
 //! folders (or a track folder itself), each a folder of stem files with an
 //! optional `track.toml`, as [`Track::open`] reads them. The `track` option
 //! names the track a room founded by this speaker starts with; a path
-//! outside the media directory adds that folder to the library.
+//! outside the media directory adds that folder to the library. Without
+//! it, the media directory's first track folder is that track
+//! ([`Library::first_folder`]), found by the same scan: start-up reads the
+//! media directory once.
 //!
 //! For every stem the library computes its [`Manifest`] (streaming, in
 //! [`CHUNK_SIZE`] pieces) and [`StemHash`], and for every track its
@@ -86,6 +89,7 @@ pub struct Library {
     tracks: Vec<LibraryTrack>,
     problems: Vec<String>,
     manifests: Option<PathBuf>,
+    first_folder: Option<PathBuf>,
 }
 
 /// What the cache remembers of one file.
@@ -110,28 +114,32 @@ impl Library {
     #[must_use]
     pub fn open(media_dir: &Path, extra: &[PathBuf], state_dir: &Path) -> Library {
         let mut problems = Vec::new();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        if Track::open(media_dir).is_ok() {
-            dirs.push(media_dir.to_owned());
-        } else {
-            match std::fs::read_dir(media_dir) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_dir())
-                        .collect();
+        // Folders to read, with the track already opened when it is the
+        // media directory itself: one listing of the media directory says
+        // whether it is a track (it holds stems) or a folder of tracks.
+        let mut dirs: Vec<(PathBuf, Option<Track>)> = Vec::new();
+        match std::fs::read_dir(media_dir) {
+            Ok(entries) => {
+                let entries: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                if let Ok(track) = Track::from_entries(media_dir, &entries) {
+                    dirs.push((media_dir.to_owned(), Some(track)));
+                } else {
+                    let mut found: Vec<PathBuf> =
+                        entries.into_iter().filter(|p| p.is_dir()).collect();
                     found.sort();
-                    dirs.extend(found);
+                    dirs.extend(found.into_iter().map(|d| (d, None)));
                 }
-                Err(e) => problems.push(format!(
-                    "cannot read the media directory {}: {e}",
-                    media_dir.display()
-                )),
             }
+            Err(e) => problems.push(format!(
+                "cannot read the media directory {}: {e}",
+                media_dir.display()
+            )),
         }
+        let in_media_dir = dirs.len();
         for d in extra {
-            if !dirs.contains(d) {
-                dirs.push(d.clone());
+            if !dirs.iter().any(|(known, _)| known == d) {
+                dirs.push((d.clone(), None));
             }
         }
         if dirs.len() > MAX_TRACKS {
@@ -157,8 +165,9 @@ impl Library {
         let mut index = CacheIndex::default();
         let mut tracks = Vec::new();
         let mut hashed = 0usize;
-        for dir in dirs {
-            let track = match Track::open(&dir) {
+        let mut first_folder = None;
+        for (i, (dir, opened)) in dirs.into_iter().enumerate() {
+            let track = match opened.map_or_else(|| Track::open(&dir), Ok) {
                 Ok(t) => t,
                 Err(e) => {
                     // A folder of non-audio files in the library is not a
@@ -170,6 +179,9 @@ impl Library {
                     continue;
                 }
             };
+            if i < in_media_dir && first_folder.is_none() {
+                first_folder = Some(dir);
+            }
             match scan_track(
                 track,
                 &old,
@@ -203,7 +215,18 @@ impl Library {
             tracks,
             problems,
             manifests: cache_ok.then_some(manifests),
+            first_folder,
         }
+    }
+
+    /// The media directory's first track folder in name order (the media
+    /// directory itself if it holds stems), whether or not its stems could
+    /// be read: the track a room founded by this speaker starts with when
+    /// no `track` is configured. `None` if the media directory holds no
+    /// track folder (among the first [`MAX_TRACKS`]) or cannot be read.
+    #[must_use]
+    pub fn first_folder(&self) -> Option<&Path> {
+        self.first_folder.as_deref()
     }
 
     /// The tracks, by title.
@@ -281,6 +304,19 @@ impl Library {
             ));
         }
         Ok(m)
+    }
+}
+
+/// The folder the `track` option names: `track` itself if it is an
+/// absolute path, else a folder of `media_dir`. Not checked: the library
+/// scan says whether it is a usable track ([`Library::by_folder`]).
+#[must_use]
+pub fn configured_folder(media_dir: &Path, track: &str) -> PathBuf {
+    let p = Path::new(track);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        media_dir.join(p)
     }
 }
 
@@ -500,6 +536,8 @@ mod tests {
         assert!(lib.problems().is_empty(), "{:?}", lib.problems());
         let titles: Vec<&str> = lib.tracks().iter().map(|t| t.info.title.as_str()).collect();
         assert_eq!(titles, ["A Song", "other"]);
+        // By folder name, not title; a folder without stems is skipped.
+        assert_eq!(lib.first_folder(), Some(media.join("other").as_path()));
         let song = &lib.tracks()[0];
         assert!(song.info.is_consistent());
         let names: Vec<&str> = song.info.stems.iter().map(|s| s.name.as_str()).collect();
@@ -551,6 +589,10 @@ mod tests {
         assert_eq!(lib.tracks().len(), 1);
         assert_eq!(lib.problems().len(), 1, "{:?}", lib.problems());
         assert!(lib.problems()[0].contains("a.wav"), "{:?}", lib.problems());
+        // The first track folder stays the default even when its stems
+        // cannot be read: the speaker says so rather than pick another.
+        assert_eq!(lib.first_folder(), Some(media.join("bad").as_path()));
+        assert!(lib.by_folder(&media.join("bad")).is_none());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -561,6 +603,36 @@ mod tests {
         let lib = Library::open(&root, &[], &root.join("state"));
         assert_eq!(lib.tracks().len(), 1);
         assert_eq!(lib.tracks()[0].info.length, Frames(480));
+        assert_eq!(lib.first_folder(), Some(root.as_path()));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn no_first_folder_without_a_track_or_outside_the_media_dir() {
+        let root = tmp("none");
+        let state = root.join("state");
+        let missing = Library::open(&root.join("missing"), &[], &state);
+        assert_eq!(missing.first_folder(), None);
+        assert!(missing.problems()[0].contains("cannot read the media directory"));
+        let media = root.join("media");
+        std::fs::create_dir_all(media.join("notes")).unwrap();
+        let elsewhere = root.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        wav(&elsewhere.join("x.wav"), 48_000, 480, 1);
+        let lib = Library::open(&media, std::slice::from_ref(&elsewhere), &state);
+        assert_eq!(lib.tracks().len(), 1, "the extra folder is read");
+        assert_eq!(lib.first_folder(), None, "but is not the media's");
+        assert!(lib.by_folder(&elsewhere).is_some());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_track_option_is_a_path_or_a_folder_of_the_media_dir() {
+        let media = Path::new("/srv/media");
+        assert_eq!(
+            configured_folder(media, "song"),
+            Path::new("/srv/media/song")
+        );
+        assert_eq!(configured_folder(media, "/mnt/x"), Path::new("/mnt/x"));
     }
 }

@@ -1,15 +1,16 @@
 //! Entry point of `autoharmonize-node`: parse, set up logging, load the
 //! configuration and identity, then run. Logic lives in the library.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use autoharmonize_node::audio::player::{Player, PlayerConfig, Remote, find_track, stem_index};
+use autoharmonize_node::audio::player::{Player, PlayerConfig, Remote, stem_index};
 use autoharmonize_node::audio::track::StemChoice;
 use autoharmonize_node::cli::{Cli, EXIT_CONFIG};
 use autoharmonize_node::config::{ChannelSpec, Config, ConfigError};
 use autoharmonize_node::discovery::{self, Discovery, DiscoveryConfig};
-use autoharmonize_node::library::Library;
+use autoharmonize_node::library::{self, Library};
 use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
 use autoharmonize_node::stream::link::LinkOptions;
@@ -254,14 +255,28 @@ const FALLBACK_CHANNELS: usize = 4;
 
 /// The player's settings from the node's configuration: the library (the
 /// media directory, plus the `track` folder if it lies outside), and the
-/// default track (`track`, else the media directory's first track folder).
+/// default track (`track`, else the media directory's first track folder,
+/// as the library's one scan of the media directory found it).
 fn player_config(config: &Config) -> PlayerConfig {
-    let track_dir = find_track(&config.media_dir, config.audio.track.as_deref());
-    let extra: Vec<std::path::PathBuf> = match &track_dir {
-        Ok(dir) if !dir.starts_with(&config.media_dir) => vec![dir.clone()],
+    let configured = config
+        .audio
+        .track
+        .as_deref()
+        .map(|t| library::configured_folder(&config.media_dir, t));
+    let extra: Vec<std::path::PathBuf> = match &configured {
+        Some(dir) if !dir.starts_with(&config.media_dir) => vec![dir.clone()],
         _ => Vec::new(),
     };
     let library = Arc::new(Library::open(&config.media_dir, &extra, &config.state_dir));
+    let track_dir = match configured {
+        Some(dir) => Ok(dir),
+        None => library.first_folder().map(Path::to_owned).ok_or_else(|| {
+            format!(
+                "no track (a folder of stems) in {}",
+                config.media_dir.display()
+            )
+        }),
+    };
     let default_track = match &track_dir {
         Ok(dir) => match library.by_folder(dir) {
             Some(t) => Some(t.id()),

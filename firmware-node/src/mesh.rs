@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::audio::player::Player;
-use crate::catalogue::{CatalogueView, short_id};
+use crate::catalogue::{CatalogueView, ViewCache, short_id};
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
 use crate::recv_stamp;
@@ -166,6 +166,9 @@ pub struct Mesh {
     health: watch::Receiver<AudioHealth>,
     status_tx: watch::Sender<Arc<NodeStatus>>,
     catalogue_tx: watch::Sender<Arc<CatalogueView>>,
+    /// The catalogue snapshot last published, rebuilt only when the
+    /// catalogue, the view or a member's address changed.
+    catalogue_view: ViewCache,
     out: Vec<u8>,
     last_forged_warning: Option<Instant>,
     last_drop_log: Instant,
@@ -228,6 +231,7 @@ impl Mesh {
             health: setup.health,
             status_tx,
             catalogue_tx: watch::channel(Arc::new(CatalogueView::default())).0,
+            catalogue_view: ViewCache::default(),
             out: Vec::with_capacity(1500),
             last_forged_warning: None,
             last_drop_log: Instant::now(),
@@ -246,9 +250,10 @@ impl Mesh {
         (mesh, status_rx)
     }
 
-    /// The room's catalogue, republished with the status (every 50 ms): the
-    /// tracks, their stems, and who holds each stem at which address. See
-    /// [`CatalogueView`].
+    /// The room's catalogue: the tracks, their stems, and who holds each
+    /// stem at which address. A new snapshot is published with the first
+    /// status refresh (every 50 ms) after the catalogue, the view or a
+    /// member's address changed. See [`CatalogueView`].
     #[must_use]
     pub fn catalogue(&self) -> watch::Receiver<Arc<CatalogueView>> {
         self.catalogue_tx.subscribe()
@@ -657,12 +662,12 @@ impl Mesh {
         let st: Status = self.member.status(now);
         let mesh_time = self.member.mesh_time(now);
         let members: Vec<MemberId> = st.view.iter().map(|m| m.id).collect();
-        let catalogue = Arc::new(CatalogueView::of(
-            self.id,
-            self.member.catalogue(),
-            &members,
-            |m| self.book.of(m),
-        ));
+        let rebuilt =
+            self.catalogue_view
+                .refresh(self.id, self.member.catalogue(), &members, |m| {
+                    self.book.of(m)
+                });
+        let catalogue = Arc::clone(self.catalogue_view.view());
         let track = self.member.transport().and_then(|t| t.track).map(|t| {
             let entry = catalogue.track(t.id);
             LoadedTrackStatus {
@@ -746,11 +751,13 @@ impl Mesh {
             envelope: self.envelope.clone(),
             audio: self.player.as_ref().map(|p| p.status()),
             track,
-            tracks: catalogue.to_status(),
+            tracks: Arc::clone(self.catalogue_view.status()),
             catalogue_complete: catalogue.is_complete(),
         };
         self.status_tx.send_replace(Arc::new(status));
-        self.catalogue_tx.send_replace(catalogue);
+        if rebuilt {
+            self.catalogue_tx.send_replace(catalogue);
+        }
     }
 }
 

@@ -74,8 +74,9 @@ pub struct NodeStatus {
     pub audio: Option<crate::audio::player::AudioStatus>,
     /// The track the room has loaded (agreed state), if any.
     pub track: Option<LoadedTrackStatus>,
-    /// The room's catalogue: every track some member holds.
-    pub tracks: Vec<crate::catalogue::TrackStatus>,
+    /// The room's catalogue: every track some member holds (shared with
+    /// the mesh loop's cache, see [`crate::catalogue::ViewCache`]).
+    pub tracks: Arc<[crate::catalogue::TrackStatus]>,
     /// Whether every member's catalogue index has arrived.
     pub catalogue_complete: bool,
 }

@@ -193,6 +193,9 @@ pub struct Catalogue {
     /// Track questions in flight: when, and how many times asked.
     asking: BTreeMap<TrackId, (LocalTime, u32)>,
     counters: CatalogueCounters,
+    /// Moves whenever a query's answer may have changed (see
+    /// [`Catalogue::generation`]).
+    generation: u64,
 }
 
 /// The digest of an index: BLAKE3 over its canonical encoding, cut to 64
@@ -223,6 +226,7 @@ impl Catalogue {
             tracks: BTreeMap::new(),
             asking: BTreeMap::new(),
             counters: CatalogueCounters::default(),
+            generation: 0,
         };
         c.set_local(name, Vec::new());
         c
@@ -233,25 +237,53 @@ impl Catalogue {
     /// skipped; at most [`MAX_HELD_TRACKS`] are announced (the first by
     /// track id). Returns how many tracks are announced.
     pub fn set_local(&mut self, name: &str, library: Vec<(TrackInfo, u8)>) -> usize {
-        self.name = bounded::<MAX_NAME>(name).as_str().to_owned();
+        let name = bounded::<MAX_NAME>(name).as_str().to_owned();
+        let mut changed = name != self.name;
+        self.name = name;
         let mut held: BTreeMap<TrackId, (TrackInfo, u8)> = BTreeMap::new();
         for (info, stems) in library {
             if info.is_consistent() && stems != 0 {
                 held.insert(info.id, (info, stems));
             }
         }
-        self.holdings = held
+        let holdings: Vec<Holding> = held
             .iter()
             .take(MAX_HELD_TRACKS)
             .map(|(&track, &(_, stems))| Holding { track, stems })
             .collect();
+        changed |= holdings != self.holdings;
+        self.holdings = holdings;
         for (id, (info, _)) in held.into_iter().take(MAX_HELD_TRACKS) {
             // Our own description wins over one learned from a peer.
-            self.tracks.insert(id, info);
+            if self.tracks.get(&id) != Some(&info) {
+                self.tracks.insert(id, info);
+                changed = true;
+            }
         }
         self.digest = index_digest(&self.name, &self.holdings);
-        self.prune();
+        changed |= self.prune();
+        if changed {
+            self.touch();
+        }
         self.holdings.len()
+    }
+
+    /// A number that moves whenever what [`Catalogue::tracks`],
+    /// [`Catalogue::track`], [`Catalogue::track_holders`],
+    /// [`Catalogue::holders`], [`Catalogue::name`] or
+    /// [`Catalogue::is_complete`] return may have changed, and stays put
+    /// on updates that change none of them (a heartbeat repeating a known
+    /// digest, an answer that is dropped, a question asked). A front end
+    /// that derives a view from this catalogue rebuilds it only when the
+    /// generation it was built at is no longer current. Comparable only
+    /// between readings of the same catalogue.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn touch(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// The digest of this member's index, for its heartbeats.
@@ -268,7 +300,12 @@ impl Catalogue {
         if !self.peers.contains_key(&member) && self.peers.len() >= MAX_PEERS {
             return;
         }
-        self.peers.entry(member).or_default().announced = Some(digest);
+        let peer = self.peers.entry(member).or_default();
+        if peer.announced != Some(digest) {
+            // Whether the room's index is complete may have changed.
+            peer.announced = Some(digest);
+            self.touch();
+        }
     }
 
     /// Forgets members for which `keep` is false (they left the view), and
@@ -278,18 +315,22 @@ impl Catalogue {
         self.peers.retain(|&id, _| keep(id));
         if self.peers.len() != before {
             self.prune();
+            self.touch();
         }
     }
 
-    fn prune(&mut self) {
+    /// Forgets the tracks nobody holds; returns whether any was forgotten.
+    fn prune(&mut self) -> bool {
         let held: std::collections::BTreeSet<TrackId> = self
             .holdings
             .iter()
             .chain(self.peers.values().flat_map(|p| p.holdings.iter()))
             .map(|h| h.track)
             .collect();
+        let before = self.tracks.len();
         self.tracks.retain(|id, _| held.contains(id));
         self.asking.retain(|id, _| held.contains(id));
+        self.tracks.len() != before
     }
 
     /// The questions to send now, each to one member: index pages of
@@ -431,6 +472,7 @@ impl Catalogue {
             peer.digest = Some(digest);
             peer.asked_at = None;
             self.prune();
+            self.touch();
         }
     }
 
@@ -450,6 +492,7 @@ impl Catalogue {
         }
         self.asking.remove(&info.id);
         self.tracks.insert(info.id, info);
+        self.touch();
     }
 
     // ----- queries ------------------------------------------------------
@@ -587,9 +630,53 @@ mod tests {
         }
     }
 
+    /// Everything a front end can read of a catalogue: the described
+    /// tracks, the holders of every track anybody holds, the names of the
+    /// members tests use, and completeness.
+    type Observed = (
+        Vec<TrackInfo>,
+        Vec<(TrackId, Vec<(MemberId, u8)>)>,
+        Vec<Option<String>>,
+        bool,
+    );
+
+    fn observed(c: &Catalogue) -> Observed {
+        let ids: std::collections::BTreeSet<TrackId> = c
+            .holdings
+            .iter()
+            .chain(c.peers.values().flat_map(|p| p.holdings.iter()))
+            .map(|h| h.track)
+            .collect();
+        (
+            c.tracks().cloned().collect(),
+            ids.into_iter()
+                .map(|id| (id, c.track_holders(id)))
+                .collect(),
+            (0..=8)
+                .map(|m| c.name(MemberId(m)).map(str::to_owned))
+                .collect(),
+            c.is_complete(),
+        )
+    }
+
+    /// Runs `update` on `c` and fails if it changed what `c` shows
+    /// without moving its generation.
+    fn checked<R>(c: &mut Catalogue, update: impl FnOnce(&mut Catalogue) -> R) -> R {
+        let (before, generation) = (observed(c), c.generation());
+        let out = update(c);
+        if observed(c) != before {
+            assert_ne!(
+                c.generation(),
+                generation,
+                "a visible change must move the generation"
+            );
+        }
+        out
+    }
+
     /// Runs question/answer exchanges between catalogues until nobody has
     /// a question (every heartbeat digest delivered first), at most `steps`
-    /// exchanges of 300 ms each.
+    /// exchanges of 300 ms each. Every update is [`checked`].
     fn settle(cats: &mut [Catalogue], steps: u64) -> u64 {
         for step in 0..steps {
             let now = LocalTime(step * RETRY_AFTER.0);
@@ -597,14 +684,16 @@ mod tests {
             let mut asked = false;
             for i in 0..cats.len() {
                 for &(m, d) in &digests {
-                    cats[i].announced(m, d);
+                    checked(&mut cats[i], |c| c.announced(m, d));
                 }
-                for (to, q) in cats[i].poll_queries(now) {
+                for (to, q) in checked(&mut cats[i], |c| c.poll_queries(now)) {
                     asked = true;
                     let j = cats.iter().position(|c| c.me == to).unwrap();
                     match cats[j].answer(q) {
-                        Some(CatalogueAnswer::Index(p)) => cats[i].on_index(to, p),
-                        Some(CatalogueAnswer::Track(t)) => cats[i].on_track(t),
+                        Some(CatalogueAnswer::Index(p)) => {
+                            checked(&mut cats[i], |c| c.on_index(to, p));
+                        }
+                        Some(CatalogueAnswer::Track(t)) => checked(&mut cats[i], |c| c.on_track(t)),
                         None => {}
                     }
                 }
@@ -671,13 +760,15 @@ mod tests {
         let mut cats = [a, Catalogue::new(B, "b")];
         settle(&mut cats, 20);
         assert!(cats[1].track(song.id).is_some());
-        cats[0].set_local("renamed", vec![(next.clone(), 1)]);
+        checked(&mut cats[0], |c| {
+            c.set_local("renamed", vec![(next.clone(), 1)])
+        });
         settle(&mut cats, 20);
         assert_eq!(cats[1].name(A), Some("renamed"));
         assert!(cats[1].track(song.id).is_none(), "nobody holds it any more");
         assert_eq!(cats[1].track(next.id), Some(&next));
         // A member that leaves takes its tracks with it.
-        cats[1].retain(|m| m != A);
+        checked(&mut cats[1], |c| c.retain(|m| m != A));
         assert_eq!(cats[1].tracks().count(), 0);
         assert_eq!(cats[1].name(A), None);
     }
@@ -730,6 +821,72 @@ mod tests {
         c.on_index(A, page);
         assert_eq!(c.name(A), None);
         assert_eq!(c.counters().inconsistent, 1);
+    }
+
+    #[test]
+    fn the_generation_moves_on_visible_changes_and_not_on_repeats() {
+        let song = track("Song", &[1, 2]);
+        let mut a = Catalogue::new(A, "a");
+        let unchanged = |c: &mut Catalogue, update: &dyn Fn(&mut Catalogue)| {
+            let g = c.generation();
+            update(c);
+            g == c.generation()
+        };
+        let moved = |c: &mut Catalogue, update: &dyn Fn(&mut Catalogue)| {
+            !unchanged(c, &|c| checked(c, update))
+        };
+        assert!(unchanged(&mut a, &|c| {
+            c.set_local("a", Vec::new());
+        }));
+        assert!(moved(&mut a, &|c| {
+            c.set_local("a", vec![(song.clone(), 0b11)]);
+        }));
+        assert!(unchanged(&mut a, &|c| {
+            c.set_local("a", vec![(song.clone(), 0b11)]);
+        }));
+        assert!(moved(&mut a, &|c| {
+            c.set_local("a", vec![(song.clone(), 0b01)]);
+        }));
+        assert!(moved(&mut a, &|c| {
+            c.set_local("kitchen", vec![(song.clone(), 0b01)]);
+        }));
+        let mut retitled = song.clone();
+        retitled.title = bounded("Song (live)");
+        assert!(moved(&mut a, &|c| {
+            c.set_local("kitchen", vec![(retitled.clone(), 0b01)]);
+        }));
+
+        let mut b = Catalogue::new(B, "b");
+        let digest = a.digest();
+        assert!(moved(&mut b, &|c| c.announced(A, digest)));
+        assert!(!b.is_complete());
+        assert!(unchanged(&mut b, &|c| c.announced(A, digest)), "a repeat");
+        assert!(unchanged(&mut b, &|c| c.announced(B, 7)), "our own digest");
+        assert!(unchanged(&mut b, &|c| {
+            assert_eq!(c.poll_queries(LocalTime(0)).len(), 1);
+        }));
+        let page = a.index_page(0).unwrap();
+        assert!(moved(&mut b, &|c| c.on_index(A, page.clone())));
+        assert_eq!(b.name(A), Some("kitchen"));
+        assert!(
+            unchanged(&mut b, &|c| c.on_index(A, page.clone())),
+            "a repeat"
+        );
+        assert!(unchanged(&mut b, &|c| {
+            assert_eq!(c.poll_queries(LocalTime(0)).len(), 1);
+        }));
+        let mut forged = retitled.clone();
+        forged.stems[0].hash = StemHash([66; 32]);
+        assert!(unchanged(&mut b, &|c| c.on_track(forged.clone())));
+        assert!(moved(&mut b, &|c| c.on_track(retitled.clone())));
+        assert!(b.is_complete());
+        assert!(
+            unchanged(&mut b, &|c| c.on_track(retitled.clone())),
+            "a repeat"
+        );
+        assert!(unchanged(&mut b, &|c| c.retain(|_| true)));
+        assert!(moved(&mut b, &|c| c.retain(|m| m != A)));
+        assert_eq!(b.tracks().count(), 0);
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! and says why in the log and the status; an output that cannot be opened
 //! is an error (the node then runs without audio, reported in status).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -479,39 +478,4 @@ pub fn stem_index(track: &Track, stem: &StemChoice) -> Option<usize> {
             _ => None,
         },
     }
-}
-
-/// The track folder to play: `track` (a folder name inside `media_dir`, or
-/// a path), else `media_dir` itself if it holds stems, else the first
-/// folder of `media_dir` (in name order) that is a track.
-///
-/// # Errors
-/// Nothing playable was found; the message says where it looked.
-pub fn find_track(media_dir: &Path, track: Option<&str>) -> Result<PathBuf, String> {
-    if let Some(t) = track {
-        let p = Path::new(t);
-        let dir = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            media_dir.join(p)
-        };
-        return Ok(dir);
-    }
-    if Track::open(media_dir).is_ok() {
-        return Ok(media_dir.to_path_buf());
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(media_dir)
-        .map_err(|e| {
-            format!(
-                "cannot read the media directory {}: {e}",
-                media_dir.display()
-            )
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .find(|d| Track::open(d).is_ok())
-        .ok_or_else(|| format!("no track (a folder of stems) in {}", media_dir.display()))
 }

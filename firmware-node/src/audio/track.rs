@@ -11,7 +11,8 @@
 //! Invariant: a [`Track`] value holds between 1 and [`MAX_CHANNELS`] stems,
 //! each name unique and each naming exactly one existing file with a
 //! supported extension. Everything read from the folder is checked in
-//! [`Track::open`]; errors name the folder or file so a person can fix it.
+//! [`Track::open`] (or [`Track::from_entries`], for a folder already
+//! listed); errors name the folder or file so a person can fix it.
 
 use std::fmt;
 use std::io;
@@ -235,7 +236,32 @@ impl Track {
                 path: dir.to_owned(),
             });
         }
-        let files = stem_files(dir)?;
+        let read_err = |source| TrackError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .map(|e| e.map(|e| e.path()));
+        Track::from_paths(dir, entries)
+    }
+
+    /// Reads and checks the track folder `dir` whose entries (full paths)
+    /// the caller has already listed: a library scan lists its media
+    /// folder once to learn whether it is a track itself or a folder of
+    /// tracks. Only `track.toml` is read from the disk.
+    ///
+    /// # Errors
+    /// As [`Track::open`], but for the folder's own metadata and listing.
+    pub fn from_entries(dir: &Path, entries: &[PathBuf]) -> Result<Track, TrackError> {
+        Track::from_paths(dir, entries.iter().cloned().map(Ok))
+    }
+
+    fn from_paths(
+        dir: &Path,
+        entries: impl Iterator<Item = io::Result<PathBuf>>,
+    ) -> Result<Track, TrackError> {
+        let files = stem_files(dir, entries)?;
         let manifest = read_manifest(dir)?;
         let title = match manifest.title {
             Some(t) => t,
@@ -382,17 +408,20 @@ impl Track {
     }
 }
 
-/// The stem files in `dir`: (name, path) for each regular file with a
-/// supported extension. Unsorted; callers sort names.
-fn stem_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrackError> {
+/// The stem files among `entries`, the listing of `dir`: (name, path) for
+/// each regular file with a supported extension. Unsorted; callers sort
+/// names.
+fn stem_files(
+    dir: &Path,
+    entries: impl Iterator<Item = io::Result<PathBuf>>,
+) -> Result<Vec<(String, PathBuf)>, TrackError> {
     let read_err = |source| TrackError::Read {
         path: dir.to_owned(),
         source,
     };
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_err)? {
-        let entry = entry.map_err(read_err)?;
-        let path = entry.path();
+    for entry in entries {
+        let path = entry.map_err(read_err)?;
         let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
             continue;
         };
@@ -496,6 +525,39 @@ mod tests {
                 .and_then(|n| n.to_str())
                 .unwrap_or("")
         );
+    }
+
+    #[test]
+    fn a_listing_read_once_gives_the_same_track() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in ["bass.wav", "drums.flac", "notes.txt"] {
+            touch(dir.path(), f);
+        }
+        std::fs::write(dir.path().join(MANIFEST), "title = \"Song\"\n").expect("writable");
+        let listing: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .expect("readable")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        let opened = Track::open(dir.path()).expect("valid track");
+        let listed = Track::from_entries(dir.path(), &listing).expect("valid track");
+        assert_eq!(listed.title(), "Song");
+        assert_eq!(listed.stems(), opened.stems());
+        // Only the given listing counts: the folder is not read again.
+        let only_drums: Vec<PathBuf> = listing
+            .into_iter()
+            .filter(|p| !p.ends_with("bass.wav"))
+            .collect();
+        let names: Vec<String> = Track::from_entries(dir.path(), &only_drums)
+            .expect("valid track")
+            .stems()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        assert_eq!(names, ["drums"]);
+        assert!(matches!(
+            Track::from_entries(dir.path(), &[]),
+            Err(TrackError::NoStems { .. })
+        ));
     }
 
     #[test]

@@ -112,12 +112,7 @@ pub fn start(
                 led = ?config.led,
                 "GPIO buttons and LED active"
             );
-            Some(tokio::spawn(run(
-                board,
-                Settings::of(config),
-                status,
-                commands,
-            )))
+            Some(spawn_run(board, config, status, commands))
         }
         Err(e) => {
             warn!("GPIO unavailable ({e}): buttons and status LED are off; the speaker runs on");
@@ -138,18 +133,25 @@ pub fn start_test_fifo(
     match fifo::FifoBoard::open(path) {
         Ok(board) => {
             warn!(path = %path.display(), "TEST ONLY: buttons are pressed through a named pipe");
-            Some(tokio::spawn(run(
-                board,
-                Settings::of(config),
-                status,
-                commands,
-            )))
+            Some(spawn_run(board, config, status, commands))
         }
         Err(e) => {
             warn!(path = %path.display(), "test button pipe unavailable ({e}): no buttons");
             None
         }
     }
+}
+
+/// Spawns [`run`] for an opened `board` with the `[gpio]` settings on the
+/// current runtime: how both [`start`] (pins) and [`start_test_fifo`] (the
+/// test pipe) start their board, so the two cannot drift apart.
+fn spawn_run<B: Board>(
+    board: B,
+    config: &GpioConfig,
+    status: watch::Receiver<Arc<NodeStatus>>,
+    commands: mpsc::Sender<Command>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(board, Settings::of(config), status, commands))
 }
 
 /// Reads the buttons, casts their votes and drives the LED until the mesh
