@@ -4,6 +4,13 @@
 # short fuzzing run of the network decoders, the simulation report, then
 # the Debian package (built and its contents checked).
 #
+# While the tests run (most of them wait on real processes, timers and
+# network namespaces, leaving the CPU idle), a background job at the
+# lowest CPU priority installs the missing tools (cargo-fuzz, cargo-deb),
+# builds the fuzz targets and builds and checks the Debian package; the
+# later sections wait for it and show its output. On a fresh machine that
+# takes minutes of compiling off the critical path.
+#
 # Installs no system packages: on a fresh machine run `sudo bash .ci/run`,
 # which installs them and then runs this script. Run as root, or the
 # network-namespace tests skip loudly (with CI=true they fail instead).
@@ -21,7 +28,16 @@ FUZZ_TARGETS=(decode_message open_envelope exchange_message)
 CARGO_FUZZ_VERSION=0.13.2
 
 LOG_DIR="$(mktemp -d)"
-trap 'rm -rf "$LOG_DIR"' EXIT
+PREP_PID=
+# On any exit, stop the background job (its own process group) if it
+# still runs, then remove the logs.
+cleanup() {
+    if [[ -n $PREP_PID ]]; then
+        kill -- "-$PREP_PID" 2>/dev/null || true
+    fi
+    rm -rf "$LOG_DIR"
+}
+trap cleanup EXIT
 START=$SECONDS
 SECTION_START=
 
@@ -42,6 +58,40 @@ section "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
+# The background job: tools, fuzz targets, the Debian package. setsid gives
+# it a process group of its own, so cleanup() can stop all of it.
+export FUZZ_SECONDS CARGO_FUZZ_VERSION
+setsid nice -n 19 bash -c '
+    set -euo pipefail
+    if [[ "$FUZZ_SECONDS" -ne 0 ]]; then
+        if ! cargo fuzz --version >/dev/null 2>&1; then
+            echo "cargo-fuzz is missing: installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io"
+            cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+        fi
+        # cargo-fuzz needs unstable rustc flags (sanitizers, coverage
+        # instrumentation); RUSTC_BOOTSTRAP lets the stable toolchain
+        # accept them.
+        RUSTC_BOOTSTRAP=1 cargo fuzz build
+        echo "==== fuzz targets built"
+    fi
+    bash scripts/build-deb.sh --check
+' >"$LOG_DIR/prepare.log" 2>&1 &
+PREP_PID=$!
+
+# Waits for the background job (once); on failure shows its log and stops.
+prepared=false
+wait_prepared() {
+    $prepared && return 0
+    if ! wait "$PREP_PID"; then
+        PREP_PID=
+        cat "$LOG_DIR/prepare.log"
+        echo "the background build (tools, fuzz targets, Debian package) failed: log above" >&2
+        exit 1
+    fi
+    PREP_PID=
+    prepared=true
+}
+
 section "tests (cargo test --workspace)"
 # tee keeps the output visible; pipefail keeps cargo's exit status.
 cargo test --workspace 2>&1 | tee "$LOG_DIR/test.log"
@@ -50,14 +100,10 @@ section "fuzz smoke (cargo fuzz, ${FUZZ_SECONDS}s per target)"
 if [[ "$FUZZ_SECONDS" -eq 0 ]]; then
     echo "skipped: AUTOHARMONIZE_FUZZ_SECONDS=0"
 else
-    if ! cargo fuzz --version >/dev/null 2>&1; then
-        echo "cargo-fuzz is missing: installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io"
-        cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
-    fi
-    # cargo-fuzz needs unstable rustc flags (sanitizers, coverage
-    # instrumentation); RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+    wait_prepared
+    # Built by the background job; cargo-fuzz rebuilds nothing here, but
+    # needs the same unstable flags to agree.
     export RUSTC_BOOTSTRAP=1
-    cargo fuzz build
     for target in "${FUZZ_TARGETS[@]}"; do
         # The first directory collects new inputs (ignored by git); the
         # committed seeds are read only (a target without seeds starts
@@ -84,7 +130,10 @@ section "simulation report (8 nodes, 30 s)"
 cargo run -p autoharmonize-tests --bin simulate -- --nodes 8 --seconds 30
 
 section "Debian package (amd64: build with cargo-deb, check contents)"
-bash scripts/build-deb.sh --check
+wait_prepared
+# Built and checked by the background job: its output.
+sed -n '/^==== fuzz targets built/,$p' "$LOG_DIR/prepare.log" | sed 1d
+[[ "$FUZZ_SECONDS" -ne 0 ]] || cat "$LOG_DIR/prepare.log"
 
 section "done in $((SECONDS - START))s"
 # Where the test time goes: the slowest test binaries (cargo runs them one
