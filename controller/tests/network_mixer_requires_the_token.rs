@@ -28,10 +28,13 @@ fn a_network_mixer_needs_the_token_and_its_own_origin() {
     assert!(printed, "no token printed: {}", mixer.output());
     let token = token_from(&mixer.output()).expect("token");
     assert_eq!(token.len(), 32, "{token}");
-    assert!(
-        mixer.output().contains('█') || mixer.output().contains('▀'),
-        "a QR code is printed"
-    );
+    // The QR code follows the address line: wait for it too (reading the
+    // output right after the token raced with its printing).
+    let qr = wait_for(Duration::from_secs(5), || {
+        let out = mixer.output();
+        out.contains('█') || out.contains('▀')
+    });
+    assert!(qr, "a QR code is printed: {}", mixer.output());
 
     let p = mixer.port;
     for path in ["/", "/api/state", "/ws"] {

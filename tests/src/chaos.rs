@@ -151,6 +151,12 @@ pub struct ChaosConfig {
     /// If any invariant broke, copy every log (nodes, controller) and DAC
     /// record into this directory (the room's own is removed at the end).
     pub keep_logs: Option<PathBuf>,
+    /// Convergence after a heal counted as too slow ([`HEAL_BOUND`] for
+    /// the benchmark).
+    pub heal_bound: Duration,
+    /// Sync spread counted as a slip, µs ([`SYNC_BOUND_US`] for the
+    /// benchmark).
+    pub sync_bound_us: f64,
 }
 
 /// One broken invariant.
@@ -1074,7 +1080,7 @@ impl Chaos {
         let bound = if restarts_recent {
             REJOIN_BOUND
         } else {
-            HEAL_BOUND
+            self.cfg.heal_bound
         };
         let got = self.wait_settled(SETTLE_TIMEOUT);
         let took = healed_at.elapsed();
@@ -1560,8 +1566,12 @@ impl Chaos {
     fn spawn_analyzer(&self) -> std::thread::JoinHandle<()> {
         let shared = Arc::clone(&self.shared);
         let stop = Arc::clone(&self.stop);
+        let bound_us = self.cfg.sync_bound_us;
         std::thread::spawn(move || {
-            let mut sync = SyncAnalyzer::default();
+            let mut sync = SyncAnalyzer {
+                bound_us,
+                ..SyncAnalyzer::default()
+            };
             loop {
                 let done = stop.load(Ordering::Relaxed);
                 sync.pass(&shared, done);
@@ -1960,6 +1970,8 @@ struct SyncAnalyzer {
     /// When the last sync violation was reported (raw ns): one slip that
     /// lasts is one violation, not one per 100 ms interval.
     last_reported: Option<u64>,
+    /// The spread counted as a slip (see [`ChaosConfig::sync_bound_us`]).
+    bound_us: f64,
 }
 
 #[derive(Default)]
@@ -2147,7 +2159,7 @@ impl SyncAnalyzer {
                     let hi = rel.iter().copied().fold(f64::MIN, f64::max);
                     let us = (hi - lo) / 48_000.0 * 1e6;
                     spreads.push(us as f32);
-                    if us > SYNC_BOUND_US {
+                    if us > self.bound_us {
                         run += 1;
                         worst = worst.max(us);
                         if run >= SYNC_RUN && !reported {
@@ -2172,7 +2184,8 @@ impl SyncAnalyzer {
                             out.push((
                                 t,
                                 format!(
-                                    "spread {worst:.0} µs for {run}0 ms (bound {SYNC_BOUND_US} µs): {}",
+                                    "spread {worst:.0} µs for {run}0 ms (bound {} µs): {}",
+                                    self.bound_us,
                                     who.join(", ")
                                 ),
                                 odd,

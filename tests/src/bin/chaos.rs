@@ -68,6 +68,8 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| beside_me("autoharmonize")),
         verbose: args.verbose,
         keep_logs: args.keep_logs,
+        heal_bound: chaos::HEAL_BOUND,
+        sync_bound_us: chaos::SYNC_BOUND_US,
     };
     for b in [&cfg.node_bin, &cfg.controller_bin] {
         if !b.exists() {
