@@ -20,7 +20,7 @@ use autoharmonize_tests::netns;
 const SEEDS: [u64; 2] = [11, 2026];
 
 /// Heal bound in CI: twice the benchmark's (`chaos::HEAL_BOUND`, 5 rounds
-/// + 250 ms of measuring). CI machines are shared and, while these tests
+/// plus 250 ms of measuring). CI machines are shared and, while these tests
 /// run, compile the release package in the background; the hour-long
 /// benchmark saw one heal in 586 just over the strict bound, and a room
 /// that fails to converge (a merge that never happens, a member never
