@@ -360,11 +360,7 @@ impl Mesh {
                 c.forged += 1;
                 // Once per claimed sender, and never more than once every
                 // few seconds in total: a flood must not flood the log.
-                let quiet = self
-                    .last_forged_warning
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-                if first && !quiet {
-                    self.last_forged_warning = Some(Instant::now());
+                if first && log_due(&mut self.last_forged_warning, Duration::from_secs(10)) {
                     warn!(
                         %from,
                         claimed = %sender,
@@ -401,10 +397,7 @@ impl Mesh {
         }
         self.late_ticks += 1;
         self.worst_late = self.worst_late.max(late);
-        if self
-            .last_late_log
-            .is_none_or(|t| t.elapsed() >= LATE_LOG_EVERY)
-        {
+        if log_due(&mut self.last_late_log, LATE_LOG_EVERY) {
             warn!(
                 worst_ms = self.worst_late.as_millis() as u64,
                 times = self.late_ticks,
@@ -412,7 +405,6 @@ impl Mesh {
             );
             self.late_ticks = 0;
             self.worst_late = Duration::ZERO;
-            self.last_late_log = Some(Instant::now());
         }
     }
 
@@ -420,11 +412,7 @@ impl Mesh {
         // Sends failing is news at once (a cable pulled, Wi-Fi gone), then
         // once a minute while it lasts.
         let unsent = self.envelope.send_full + self.envelope.send_errors;
-        if unsent > self.unsent_at_last_log
-            && self
-                .last_unsent_log
-                .is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY)
-        {
+        if unsent > self.unsent_at_last_log && log_due(&mut self.last_unsent_log, DROP_LOG_EVERY) {
             warn!(
                 unsent = unsent - self.unsent_at_last_log,
                 send_buffer_full = self.envelope.send_full,
@@ -432,7 +420,6 @@ impl Mesh {
                 "datagrams could not be sent (network down?): dropped, the room goes on without them"
             );
             self.unsent_at_last_log = unsent;
-            self.last_unsent_log = Some(Instant::now());
         }
         if self.last_drop_log.elapsed() < DROP_LOG_EVERY {
             return;
@@ -759,6 +746,16 @@ impl Mesh {
             self.catalogue_tx.send_replace(catalogue);
         }
     }
+}
+
+/// Whether a rate-limited log line may be written now (never written, or
+/// last written at least `every` ago); if so, marks it written now.
+fn log_due(last: &mut Option<Instant>, every: Duration) -> bool {
+    if last.is_some_and(|t| t.elapsed() < every) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
 }
 
 fn describe_change(c: &ViewChange) -> String {
