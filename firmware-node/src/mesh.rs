@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use autoharmonize_protocol::catalogue::TrackInfo;
 use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
+use autoharmonize_protocol::pacing::{Pacing, SendPacer};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
 use autoharmonize_protocol::{BootId, LocalTime, MemberId, Nanos};
@@ -159,6 +160,9 @@ pub struct Mesh {
     sealer: Sealer,
     opener: Opener,
     book: AddressBook,
+    /// Holds back datagrams to addresses that stopped answering, so they
+    /// cannot fill the send buffer (see `protocol::pacing`).
+    pacer: SendPacer<SocketAddr>,
     clock: LocalClock,
     envelope: EnvelopeCounters,
     decisions: VecDeque<DecisionStatus>,
@@ -224,6 +228,7 @@ impl Mesh {
                 own,
                 ..AddressBook::default()
             },
+            pacer: SendPacer::new(Pacing::default(), now),
             clock: setup.clock,
             envelope: EnvelopeCounters::default(),
             decisions: VecDeque::with_capacity(DECISIONS_KEPT),
@@ -338,6 +343,7 @@ impl Mesh {
                 self.envelope.opened += 1;
                 let (sender, boot) = (opened.sender, BootId(opened.epoch.0));
                 self.book.learn(sender, from);
+                self.pacer.heard(from, now);
                 self.member.handle_authenticated_received(
                     now,
                     received,
@@ -463,8 +469,11 @@ impl Mesh {
     /// Sends what the member has to send, without ever waiting: a socket
     /// that cannot take a datagram now drops it (see
     /// `EnvelopeCounters::send_full`), so a dead link cannot freeze the
-    /// loop, its timers, the status and the watchdog.
+    /// loop, its timers, the status and the watchdog. Addresses silent for
+    /// a second get one datagram per 200 ms (`EnvelopeCounters::paced`),
+    /// so the kernel's queue for unresolvable ones cannot fill the buffer.
     fn flush(&mut self) {
+        let now = self.clock.now();
         while let Some(t) = self.member.poll_transmit() {
             let targets: Vec<SocketAddr> = match t.dest {
                 Dest::Member(id) => self.book.of(id).into_iter().collect(),
@@ -472,6 +481,10 @@ impl Mesh {
                 Dest::Everyone => self.book.everyone(),
             };
             for to in targets {
+                if !self.pacer.may_send(to, now) {
+                    self.envelope.paced += 1;
+                    continue;
+                }
                 // Each copy is sealed separately: every datagram has its own
                 // counter, so replaying one copy to another peer fails too.
                 self.out.clear();

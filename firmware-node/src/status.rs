@@ -185,6 +185,10 @@ pub struct EnvelopeCounters {
     /// addresses. Dropped, like any lost datagram, rather than stall the
     /// mesh loop until the buffer drains (seconds).
     pub send_full: u64,
+    /// Datagrams held back because their address has been silent for a
+    /// second (an unplugged or absent peer): such an address gets one per
+    /// 200 ms, so the kernel's queue for it cannot fill the send buffer.
+    pub paced: u64,
 }
 
 /// A vote to cast, as JSON: `{"event": "play", "channel": "all"}`,

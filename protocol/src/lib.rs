@@ -22,6 +22,8 @@
 //! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
+//! - [`pacing`]: keeps the send buffer for peers that answer (addresses
+//!   silent for a second get a datagram per 200 ms).
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
 //!   positions, the DAC's emission times).
 //! - [`member`]: the state machine of one member (rounds, election, sealing,
@@ -42,6 +44,7 @@ pub mod fetch;
 pub mod ids;
 pub mod member;
 pub mod membership;
+pub mod pacing;
 pub mod playout;
 pub mod seal;
 pub mod time;
