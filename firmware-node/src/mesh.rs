@@ -470,7 +470,7 @@ impl Mesh {
     /// that cannot take a datagram now drops it (see
     /// `EnvelopeCounters::send_full`), so a dead link cannot freeze the
     /// loop, its timers, the status and the watchdog. Addresses silent for
-    /// a second get one datagram per 200 ms (`EnvelopeCounters::paced`),
+    /// a second get one datagram per round (`EnvelopeCounters::paced`),
     /// so the kernel's queue for unresolvable ones cannot fill the buffer.
     fn flush(&mut self) {
         let now = self.clock.now();

@@ -187,7 +187,7 @@ pub struct EnvelopeCounters {
     pub send_full: u64,
     /// Datagrams held back because their address has been silent for a
     /// second (an unplugged or absent peer): such an address gets one per
-    /// 200 ms, so the kernel's queue for it cannot fill the send buffer.
+    /// round, so the kernel's queue for it cannot fill the send buffer.
     pub paced: u64,
 }
 

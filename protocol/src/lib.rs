@@ -23,7 +23,7 @@
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
 //! - [`pacing`]: keeps the send buffer for peers that answer (addresses
-//!   silent for a second get a datagram per 200 ms).
+//!   silent for a second get a datagram per round).
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
 //!   positions, the DAC's emission times).
 //! - [`member`]: the state machine of one member (rounds, election, sealing,
