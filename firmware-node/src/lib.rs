@@ -11,6 +11,9 @@
 //!   status page, the controller and stem fetching.
 //! - [`library`]: the tracks this speaker holds, hashed and cached.
 //! - [`mesh`]: the UDP mesh loop driving the protocol core.
+//! - [`recv_stamp`]: kernel arrival timestamps for received datagrams.
+//! - [`send_queue`]: the bytes a socket has waiting in the kernel, which
+//!   decide whether sends to silent peers are paced.
 //! - [`status`]: the loopback status and control endpoint.
 //! - [`discovery`]: finding the other speakers over mDNS.
 //! - [`gpio`]: buttons that cast votes and the status LED.
@@ -36,5 +39,6 @@ pub mod logging;
 pub mod mesh;
 pub mod notify;
 pub mod recv_stamp;
+pub mod send_queue;
 pub mod status;
 pub mod stream;

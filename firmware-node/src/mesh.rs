@@ -32,6 +32,7 @@ use crate::catalogue::{CatalogueView, ViewCache, short_id};
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
 use crate::recv_stamp;
+use crate::send_queue;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, LoadedTrackStatus, NodeStatus,
     OwnVoteStatus, ViewMember,
@@ -163,6 +164,8 @@ pub struct Mesh {
     /// Holds back datagrams to addresses that stopped answering, so they
     /// cannot fill the send buffer (see `protocol::pacing`).
     pacer: SendPacer<SocketAddr>,
+    /// The send queue could not be read (reported once).
+    send_queue_unknown: bool,
     clock: LocalClock,
     envelope: EnvelopeCounters,
     decisions: VecDeque<DecisionStatus>,
@@ -229,6 +232,7 @@ impl Mesh {
                 ..AddressBook::default()
             },
             pacer: SendPacer::new(Pacing::default(), now),
+            send_queue_unknown: false,
             clock: setup.clock,
             envelope: EnvelopeCounters::default(),
             decisions: VecDeque::with_capacity(DECISIONS_KEPT),
@@ -322,6 +326,7 @@ impl Mesh {
             self.feed_player();
             if last_status.elapsed() >= STATUS_EVERY {
                 last_status = Instant::now();
+                self.note_send_queue();
                 self.publish();
                 self.log_drops();
             }
@@ -414,6 +419,30 @@ impl Mesh {
         }
     }
 
+    /// Tells the pacer how long the socket's send queue is: pacing to
+    /// silent peers applies only while it is long (see `protocol::pacing`).
+    /// If the kernel will not say, pacing stays on, and that is logged once.
+    fn note_send_queue(&mut self) {
+        let ipv6 = self.book.own.is_some_and(|a| a.is_ipv6());
+        let queued = match send_queue::queued_bytes(&self.socket, ipv6) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                if !self.send_queue_unknown {
+                    warn!(
+                        "cannot read the socket's send queue ({e}): datagrams to silent peers are always paced, which slows rejoining a little"
+                    );
+                    self.send_queue_unknown = true;
+                }
+                None
+            }
+        };
+        let was = self.pacer.engaged();
+        self.pacer.note_send_queue(queued);
+        if self.pacer.engaged() != was && queued.is_some() {
+            debug!(queued, paced = self.pacer.engaged(), "send queue");
+        }
+    }
+
     fn log_drops(&mut self) {
         // Sends failing is news at once (a cable pulled, Wi-Fi gone), then
         // once a minute while it lasts.
@@ -469,9 +498,10 @@ impl Mesh {
     /// Sends what the member has to send, without ever waiting: a socket
     /// that cannot take a datagram now drops it (see
     /// `EnvelopeCounters::send_full`), so a dead link cannot freeze the
-    /// loop, its timers, the status and the watchdog. Addresses silent for
-    /// a second get one datagram per round (`EnvelopeCounters::paced`),
-    /// so the kernel's queue for unresolvable ones cannot fill the buffer.
+    /// loop, its timers, the status and the watchdog. While the send queue
+    /// is long, addresses silent for a second get one datagram per round
+    /// (`EnvelopeCounters::paced`), so the kernel's queue for unresolvable
+    /// ones cannot fill the buffer.
     fn flush(&mut self) {
         let now = self.clock.now();
         while let Some(t) = self.member.poll_transmit() {

@@ -19,6 +19,14 @@
 //! heartbeats to each other every round, so a member in the room is never
 //! quiet; one that is has already been evicted (`evict_after` is shorter).
 //!
+//! Pacing is engaged only while the socket's send queue holds more than
+//! [`Pacing::engage_at`] bytes (the shell reads it from the kernel), and
+//! released below [`Pacing::release_at`]. A short partition leaves a few
+//! datagrams in the kernel's queue and nothing is paced: the first datagram
+//! after a heal goes out at once (pacing every quiet address all the time
+//! cost heals 50 ms on average: a peer's once-a-round heartbeat met a
+//! once-a-round allowance and lost half its rounds to timer jitter).
+//!
 //! When nobody at all was heard for `quiet_after` (this node's own cable
 //! pulled), every address went quiet for a reason that was not its own:
 //! the first datagram heard again gives every address a fresh start.
@@ -46,6 +54,10 @@ pub struct Pacing {
     /// Datagrams a second to all quiet addresses together: each quiet
     /// address is tried every `max(quiet_every, quiet / quiet_rate)`.
     pub quiet_rate: u32,
+    /// Bytes in the socket's send queue above which pacing engages.
+    pub engage_at: u64,
+    /// Bytes below which it is released again.
+    pub release_at: u64,
 }
 
 impl Default for Pacing {
@@ -56,12 +68,16 @@ impl Default for Pacing {
     /// as the beacons' would drop every other one to timer jitter, and
     /// slow a heal by a round or two). The kernel holds a datagram to an
     /// unresolvable address for up to 3 s: at most 90 of them wait, under
-    /// half of a default 208 KiB send buffer.
+    /// half of a default 208 KiB send buffer. Engaged from 48 KiB queued
+    /// (a quarter of that buffer; a healthy socket's queue is empty between
+    /// two rounds), released under 16 KiB.
     fn default() -> Pacing {
         Pacing {
             quiet_after: Nanos::from_millis(1_000),
             quiet_every: Nanos::from_millis(100),
             quiet_rate: 30,
+            engage_at: 48 * 1024,
+            release_at: 16 * 1024,
         }
     }
 }
@@ -86,6 +102,8 @@ pub struct SendPacer<A> {
     /// Quiet addresses tried lately, counted at `counted_at`.
     quiet: usize,
     counted_at: Option<LocalTime>,
+    /// Whether the send queue is long enough for pacing to apply.
+    engaged: bool,
 }
 
 impl<A: Ord + Copy> SendPacer<A> {
@@ -100,7 +118,26 @@ impl<A: Ord + Copy> SendPacer<A> {
             fresh_since: now,
             quiet: 0,
             counted_at: None,
+            engaged: false,
         }
+    }
+
+    /// The bytes waiting in the socket's send queue now, or `None` when
+    /// the shell cannot tell (then pacing stays engaged: the buffer is
+    /// protected at the price of slower heals).
+    pub fn note_send_queue(&mut self, queued: Option<u64>) {
+        self.engaged = match queued {
+            None => true,
+            Some(q) if q >= self.cfg.engage_at => true,
+            Some(q) if q < self.cfg.release_at => false,
+            Some(_) => self.engaged,
+        };
+    }
+
+    /// Whether pacing applies now (see [`SendPacer::note_send_queue`]).
+    #[must_use]
+    pub fn engaged(&self) -> bool {
+        self.engaged
     }
 
     /// An authenticated datagram arrived from `from`.
@@ -122,7 +159,7 @@ impl<A: Ord + Copy> SendPacer<A> {
 
     /// Whether the datagram to `to` may go now (recorded as sent if so).
     pub fn may_send(&mut self, to: A, now: LocalTime) -> bool {
-        if !self.is_quiet(to, now) {
+        if !self.engaged || !self.is_quiet(to, now) {
             return true;
         }
         let every = self.quiet_every(now);
@@ -216,8 +253,11 @@ mod tests {
         LocalTime(ms * MS)
     }
 
+    /// A pacer whose socket's send queue is long (pacing engaged).
     fn pacer() -> SendPacer<u32> {
-        SendPacer::new(Pacing::default(), at(0))
+        let mut p = SendPacer::new(Pacing::default(), at(0));
+        p.note_send_queue(Some(64 * 1024));
+        p
     }
 
     /// Datagrams let through to `to`, one offered every `step` ms over
@@ -227,6 +267,25 @@ mod tests {
             .step_by(step as usize)
             .filter(|&t| p.may_send(to, at(t)))
             .count()
+    }
+
+    #[test]
+    fn nothing_is_paced_while_the_send_queue_is_short() {
+        let mut p = SendPacer::new(Pacing::default(), at(0));
+        p.note_send_queue(Some(0));
+        assert!(!p.engaged());
+        assert_eq!(sent(&mut p, 7, 5_000, 6_000, 10), 100);
+        // Long: engaged, and it stays so until the queue is short again.
+        p.note_send_queue(Some(48 * 1024));
+        assert!(p.engaged());
+        assert_eq!(sent(&mut p, 7, 6_000, 7_000, 10), 10);
+        p.note_send_queue(Some(20 * 1024));
+        assert!(p.engaged(), "released too early");
+        p.note_send_queue(Some(10 * 1024));
+        assert!(!p.engaged());
+        // Unknown: engaged, to protect the buffer.
+        p.note_send_queue(None);
+        assert!(p.engaged());
     }
 
     #[test]
@@ -364,6 +423,7 @@ mod tests {
         fn pacing_holds(ops in proptest::collection::vec((any::<bool>(), 0u32..4, 0u64..300), 1..400)) {
             let cfg = Pacing::default();
             let mut p = SendPacer::new(cfg, at(0));
+            p.note_send_queue(None);
             let mut now = 0u64;
             let mut heard = [None::<u64>; 4];
             let mut quiet_sent = [None::<u64>; 4];
