@@ -186,8 +186,9 @@ pub struct EnvelopeCounters {
     /// mesh loop until the buffer drains (seconds).
     pub send_full: u64,
     /// Datagrams held back because their address has been silent for a
-    /// second (an unplugged or absent peer): such an address gets one per
-    /// round, so the kernel's queue for it cannot fill the send buffer.
+    /// second (an unplugged or absent peer) while the socket's send queue
+    /// was long: such an address then gets one per round, so the kernel's
+    /// queue for it cannot fill the send buffer.
     pub paced: u64,
 }
 

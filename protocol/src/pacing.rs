@@ -189,8 +189,8 @@ impl<A: Ord + Copy> SendPacer<A> {
     /// The least time between two datagrams to one quiet address now:
     /// `quiet_every`, or longer when so many addresses are quiet that
     /// together they would pass `quiet_rate`. The count (addresses quiet
-    /// and tried within the last few seconds) is refreshed once per
-    /// `quiet_every`, not per datagram.
+    /// and tried within the last `QUIET_RECENT_TRIES` intervals, 10 s) is
+    /// refreshed once per `quiet_every`, not per datagram.
     fn quiet_every(&mut self, now: LocalTime) -> Nanos {
         let cfg = self.cfg;
         if self
