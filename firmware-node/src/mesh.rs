@@ -597,6 +597,15 @@ impl Mesh {
                     // back, say) are not this room's, and their rounds
                     // overlap this room's with other digests.
                     self.decisions.clear();
+                    // Its mesh clock is not the old room's: the player goes
+                    // silent and starts again as a fresh one would, once
+                    // the new estimate is good enough (chaos soak, seed 1:
+                    // speakers of a re-founded room played 400 µs apart
+                    // from one-exchange estimates).
+                    self.player_clock = None;
+                    if let Some(p) = &self.player {
+                        p.clock(None);
+                    }
                 }
                 MemberEvent::LeaderChanged { leader } => match leader {
                     Some(l) if l == self.id => info!("this speaker now leads and keeps time"),

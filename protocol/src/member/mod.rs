@@ -280,6 +280,10 @@ pub struct PeerStatus {
 /// Clock samples taken one per round before probing slows down.
 const SETTLE_SAMPLES: u64 = 30;
 
+/// Exchanges with a new time reference before a follower trades the
+/// mapping it kept from the old one for the new estimate.
+const INHERITED_CLOCK_SAMPLES: u64 = 4;
+
 /// Once settled, a follower probes the reference every this many rounds
 /// (five times a second at the default heartbeat). Snapcast probes about once
 /// a second after its initial burst; we probe more often because the
@@ -336,6 +340,9 @@ struct Assembly {
     commit: EntryId,
     digest: u64,
     parts: [Option<Snapshot>; MAX_SNAPSHOT_PARTS],
+    /// When part 0 (whose stamps close the join's clock exchange) arrived:
+    /// the exchange's `t4`. The last part may come much later.
+    first_arrival: Option<LocalTime>,
 }
 
 /// One member of a room. See the module documentation for the call order.
@@ -354,6 +361,10 @@ pub struct Member {
     role: Leadership,
     /// Mapping from our clock to mesh time; frozen while we lead.
     clock: Option<MeshClock>,
+    /// Whether `clock` is the mapping kept from before a change of time
+    /// reference in this room (replaced once the new estimate has a few
+    /// exchanges), not one of `estimator`'s.
+    clock_inherited: bool,
     estimator: ClockEstimator,
     /// Mesh time never runs backwards for this member.
     last_mesh: MeshTime,
@@ -407,6 +418,7 @@ impl Member {
             previous_leader: None,
             role: Leadership::Follower,
             clock: None,
+            clock_inherited: false,
             estimator: ClockEstimator::new(),
             last_mesh: MeshTime(0),
             last_tick: None,
@@ -826,7 +838,7 @@ impl Member {
             Message::VoteCast(v) => self.on_vote(now, v),
             Message::ClockReply(c) => self.on_clock_reply(received, c),
             Message::JoinRequest(j) => self.on_join_request(now, j),
-            Message::Snapshot(s) => self.on_snapshot(now, s),
+            Message::Snapshot(s) => self.on_snapshot(now, received, s),
             Message::SnapshotRequest(s) => self.on_snapshot_request(now, s),
             Message::Campaign(c) => self.on_campaign(now, c),
             Message::Ballot(b) => self.on_ballot(now, b),
@@ -925,8 +937,14 @@ impl Member {
             self.leader = leader;
             if leader.is_some() && !was_leader {
                 // A new time reference: restart the estimate, keep using the
-                // old mapping until the new one has samples.
-                self.estimator.reset();
+                // old mapping until the new one has samples. The new
+                // reference serves its estimate of the old mesh clock, so
+                // the drift carries over.
+                match self.clock {
+                    Some(c) => self.estimator.reset_keeping_drift(c.rate_ppb()),
+                    None => self.estimator.reset(),
+                }
+                self.clock_inherited = self.clock.is_some();
             }
             self.push_event(MemberEvent::LeaderChanged { leader });
         }
@@ -1238,12 +1256,23 @@ impl Member {
         });
     }
 
+    /// Feeds one exchange to the estimator and adopts its estimate, except
+    /// while the mapping kept across a change of reference is likely still
+    /// the better one (the new estimate has fewer than
+    /// [`INHERITED_CLOCK_SAMPLES`] exchanges). Without a kept mapping (a new
+    /// room's clock), every estimate is adopted as it comes: the first, from
+    /// one exchange, must not stand for three rounds (chaos soak, seed 1: a
+    /// speaker joining a re-founded room played 400 µs off until its fourth
+    /// exchange).
     fn add_clock_sample(&mut self, s: ClockSample) {
-        if self.estimator.add(s)
-            && (self.estimator.sample_count() >= 4 || self.clock.is_none())
-            && let Some(m) = self.estimator.mapping()
+        if !self.estimator.add(s)
+            || (self.clock_inherited && self.estimator.sample_count() < INHERITED_CLOCK_SAMPLES)
         {
+            return;
+        }
+        if let Some(m) = self.estimator.mapping() {
             self.clock = Some(m);
+            self.clock_inherited = false;
         }
     }
 
@@ -1330,7 +1359,7 @@ impl Member {
         }
     }
 
-    fn on_snapshot(&mut self, now: LocalTime, s: Snapshot) {
+    fn on_snapshot(&mut self, now: LocalTime, received: LocalTime, s: Snapshot) {
         let Some(room) = s.hdr.room else {
             return;
         };
@@ -1360,10 +1389,14 @@ impl Member {
                 commit: s.commit,
                 digest: s.digest,
                 parts: Default::default(),
+                first_arrival: None,
             });
         }
         let asm = self.assembly.as_mut().expect("set above");
         let part = usize::from(s.part);
+        if part == 0 {
+            asm.first_arrival = Some(received);
+        }
         asm.parts[part] = Some(s);
         if asm.parts.iter().take(parts).any(Option::is_none) {
             return;
@@ -1423,6 +1456,7 @@ impl Member {
             // Another room keeps another mesh clock: start over.
             self.estimator.reset();
             self.clock = None;
+            self.clock_inherited = false;
             self.last_mesh = MeshTime(0);
             self.push_event(MemberEvent::RoomChanged { room });
         } else {
@@ -1435,7 +1469,7 @@ impl Member {
                 t1,
                 t2,
                 t3,
-                t4: now,
+                t4: asm.first_arrival.unwrap_or(now),
             });
         }
         self.push_event(MemberEvent::StateReplaced {
