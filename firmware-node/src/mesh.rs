@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoharmonize_protocol::catalogue::TrackInfo;
-use autoharmonize_protocol::clock::MeshClock;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::pacing::{Pacing, SendPacer};
+use autoharmonize_protocol::playout::{ClockFeed, ClockGate};
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
 use autoharmonize_protocol::{BootId, LocalTime, MemberId, Nanos};
@@ -46,12 +46,12 @@ const DECISIONS_KEPT: usize = 32;
 
 /// How often the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_millis(50);
-/// Clock error bound (µs) below which a silent player may start following
-/// the room (see `Mesh::clock_good_enough_to_start`).
+/// Clock error bound (µs) within which a silent player may start following
+/// the room (see `ClockGate`).
 const START_CLOCK_BOUND_US: u32 = 150;
 /// The longest a player waits for that bound once there is an estimate:
 /// on a network too jittery to reach it, play anyway.
-const START_CLOCK_WAIT: Duration = Duration::from_millis(1_200);
+const START_CLOCK_WAIT: Nanos = Nanos::from_millis(1_200);
 
 /// Own votes whose outcome is kept for the status page (and the
 /// controller, which waits on them).
@@ -190,10 +190,9 @@ pub struct Mesh {
     worst_late: Duration,
     last_late_log: Option<Instant>,
     player: Option<Player>,
-    /// What the player was last told: the clock, and whether it has a state.
-    player_clock: Option<MeshClock>,
-    /// When the member first had a clock the player has not been given.
-    clock_since: Option<Instant>,
+    /// Which mesh clock mapping the player follows, and when it may start.
+    clock_gate: ClockGate,
+    /// Whether the player was given a state.
     player_has_state: bool,
     watchdog: Watchdog,
 }
@@ -251,8 +250,7 @@ impl Mesh {
             worst_late: Duration::ZERO,
             last_late_log: None,
             player: setup.player,
-            player_clock: None,
-            clock_since: None,
+            clock_gate: ClockGate::new(START_CLOCK_BOUND_US, START_CLOCK_WAIT),
             player_has_state: false,
             watchdog: Watchdog::disabled(),
         };
@@ -598,12 +596,10 @@ impl Mesh {
                     // overlap this room's with other digests.
                     self.decisions.clear();
                     // Its mesh clock is not the old room's: the player goes
-                    // silent and starts again as a fresh one would, once
-                    // the new estimate is good enough (chaos soak, seed 1:
-                    // speakers of a re-founded room played 400 µs apart
-                    // from one-exchange estimates).
-                    self.player_clock = None;
-                    if let Some(p) = &self.player {
+                    // silent until the new estimate is good enough.
+                    if self.clock_gate.restart()
+                        && let Some(p) = &self.player
+                    {
                         p.clock(None);
                     }
                 }
@@ -634,50 +630,33 @@ impl Mesh {
     /// Gives the player the clock when it changed, and the state if it has
     /// none yet (a room founded here announces no event).
     fn feed_player(&mut self) {
-        if self.player.is_none() {
-            return;
-        }
-        let clock = self.member.mesh_clock();
-        if clock != self.player_clock && self.clock_good_enough_to_start(clock.is_some()) {
-            self.player_clock = clock;
-            if let Some(p) = &self.player {
-                p.clock(clock);
-            }
-        }
         let Some(p) = &self.player else {
             return;
         };
+        let clock = self.member.mesh_clock();
+        let bound = self.member.health().clock_error_us;
+        match self.clock_gate.offer(clock, bound, self.clock.now()) {
+            ClockFeed::Keep => {}
+            ClockFeed::Update(clock) => p.clock(clock),
+            ClockFeed::Start {
+                clock,
+                waited,
+                bound_us,
+            } => {
+                info!(
+                    clock_error_us = bound_us,
+                    after_ms = waited.0 / 1_000_000,
+                    "mesh clock estimate ready: audio follows the room"
+                );
+                p.clock(Some(clock));
+            }
+        }
         if !self.player_has_state
             && let Some(t) = self.member.transport()
         {
             p.replaced(t.clone());
             self.player_has_state = true;
         }
-    }
-
-    /// Whether a clock mapping may go to the player now. A player without
-    /// one is silent; it gets its first one only once the estimate's error
-    /// bound is within [`START_CLOCK_BOUND_US`], or [`START_CLOCK_WAIT`]
-    /// after the first estimate whatever its bound. A speaker that joins
-    /// mid-song thus starts on the room's frame instead of playing from a
-    /// one-probe estimate (off by up to half a round trip) and converging
-    /// audibly. Later mappings, and losing the clock, pass at once.
-    fn clock_good_enough_to_start(&mut self, have_clock: bool) -> bool {
-        if self.player_clock.is_some() || !have_clock {
-            self.clock_since = None;
-            return true;
-        }
-        let since = *self.clock_since.get_or_insert_with(Instant::now);
-        let bound = self.member.health().clock_error_us;
-        let ready = bound <= START_CLOCK_BOUND_US || since.elapsed() >= START_CLOCK_WAIT;
-        if ready {
-            info!(
-                clock_error_us = bound,
-                after_ms = since.elapsed().as_millis(),
-                "mesh clock estimate ready: audio follows the room"
-            );
-        }
-        ready
     }
 
     fn settle_own_vote(&mut self, seq: u32, state: &str) {

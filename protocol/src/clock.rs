@@ -111,8 +111,8 @@ const MIN_STATISTICAL: usize = 8;
 const MIN_AGREE: usize = 8;
 
 /// After this many samples in a row contradict the history, the history is
-/// what is wrong (a stepped clock, a reference change without
-/// [`ClockEstimator::reset`]), and the estimator starts over.
+/// what is wrong (a stepped clock, a reference change without a reset),
+/// and the estimator starts over.
 const MAX_CONFLICTS: u8 = 3;
 
 /// Scale of the fixed-point values in a fit: `ns × PPB`, so that a slope in
@@ -248,11 +248,13 @@ impl MeshClock {
 /// Estimates the [`MeshClock`] from exchanges with the time reference.
 ///
 /// Feed every completed probe to [`Self::add`], then read [`Self::mapping`]
-/// and [`Self::error_bound`]. Call [`Self::reset`] when the time reference
-/// changes: the new reference's clock agrees with the old mesh clock only as
-/// well as the new reference tracked it. Until the fresh estimate is tighter
-/// than the last one, the member can keep using its last mapping. Memory is
-/// fixed: 32 recent exchanges and 32 blocks of 16 (about 4 KiB).
+/// and [`Self::error_bound`]. When the time reference changes, call
+/// [`Self::reset_keeping_drift`] (same room: the new reference's clock agrees
+/// with the old mesh clock only as well as it tracked it, but runs at its
+/// rate) or [`Self::reset`] (another room's clock). Until the fresh
+/// estimate has a few exchanges, the member can keep using its last
+/// mapping. Memory is fixed: 32 recent exchanges and 32 blocks of 16 (about
+/// 4 KiB).
 #[derive(Clone, Debug, Default)]
 pub struct ClockEstimator {
     /// The newest exchanges, oldest first.

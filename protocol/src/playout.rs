@@ -11,6 +11,8 @@
 //! - [`exact_position`]: sub-frame positions, to steer a resampler.
 //! - [`EmissionFit`]: when each of the DAC's frames is heard, fitted from
 //!   (frames written − device delay, local time) observations.
+//! - [`ClockGate`]: when the player may start following the mesh clock
+//!   (not on a guess it would have to converge from audibly).
 //!
 //! None of this is agreed between members: each node computes it for its own
 //! device, so floating point is allowed here (the agreed integer math stays
@@ -19,7 +21,8 @@
 
 use std::collections::VecDeque;
 
-use crate::time::{MeshTime, NANOS_PER_SEC};
+use crate::clock::MeshClock;
+use crate::time::{LocalTime, MeshTime, NANOS_PER_SEC, Nanos};
 use crate::transport::{ChannelState, TIMELINE_RATE, Transport};
 
 /// States kept in a [`Schedule`]: decisions are at most a few rounds ahead,
@@ -375,6 +378,102 @@ impl EmissionFit {
     }
 }
 
+/// When a player may follow the mesh clock.
+///
+/// A player without a mapping is silent. It gets its first only once the
+/// estimate's error bound is within the gate's bound, or `wait` after the
+/// first estimate whatever its bound (a network too jittery to reach it
+/// still gets music). A speaker that joins mid-song thus starts on the
+/// room's frame instead of playing from a one-exchange estimate (off by up
+/// to half a round trip) and converging audibly. Later mappings of the
+/// same clock, and losing it, pass at once. A change of room is a new
+/// clock: [`Self::restart`] silences the player and closes the gate again
+/// (chaos soak, seed 1: speakers that joined a re-founded room had kept
+/// their old room's mapping, so the gate let a one-exchange estimate
+/// through, and they played 400 µs apart).
+#[derive(Clone, Debug)]
+pub struct ClockGate {
+    bound_us: u32,
+    wait: Nanos,
+    /// The mapping the player was last given.
+    given: Option<MeshClock>,
+    /// When the gate, closed, first saw an estimate.
+    held_since: Option<LocalTime>,
+}
+
+/// What [`ClockGate::offer`] says to give the player.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockFeed {
+    /// Nothing new.
+    Keep,
+    /// The first mapping after silence: the player starts following the
+    /// room. `waited` is how long the estimate was held back, `bound_us`
+    /// its error bound.
+    Start {
+        /// The mapping.
+        clock: MeshClock,
+        /// How long the gate held estimates back.
+        waited: Nanos,
+        /// The estimate's error bound (µs).
+        bound_us: u32,
+    },
+    /// A new mapping of the clock the player follows, or `None` (the
+    /// member lost its clock).
+    Update(Option<MeshClock>),
+}
+
+impl ClockGate {
+    /// A closed gate that opens at an error bound within `bound_us`, or
+    /// `wait` after the first estimate.
+    #[must_use]
+    pub fn new(bound_us: u32, wait: Nanos) -> ClockGate {
+        ClockGate {
+            bound_us,
+            wait,
+            given: None,
+            held_since: None,
+        }
+    }
+
+    /// The member's current mapping and its error bound (µs), at local
+    /// instant `now`: what, if anything, to give the player.
+    pub fn offer(&mut self, clock: Option<MeshClock>, bound_us: u32, now: LocalTime) -> ClockFeed {
+        if clock == self.given {
+            return ClockFeed::Keep;
+        }
+        match (self.given, clock) {
+            (Some(_), _) | (None, None) => {
+                self.given = clock;
+                self.held_since = None;
+                ClockFeed::Update(clock)
+            }
+            (None, Some(c)) => {
+                let since = *self.held_since.get_or_insert(now);
+                let waited = now.since(since);
+                if bound_us > self.bound_us && waited < self.wait {
+                    return ClockFeed::Keep;
+                }
+                self.given = Some(c);
+                self.held_since = None;
+                ClockFeed::Start {
+                    clock: c,
+                    waited,
+                    bound_us,
+                }
+            }
+        }
+    }
+
+    /// The member moved to another room, whose mesh clock has nothing to
+    /// do with the old one: the player must go silent (give it `None`)
+    /// and wait for a good estimate of the new clock. Returns whether it
+    /// had a mapping to take back.
+    pub fn restart(&mut self) -> bool {
+        self.held_since = None;
+        self.given.take().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +635,91 @@ mod tests {
             .local_time_of(1_048_000)
             .expect("one point and the prior");
         assert!((t - 9_000_000_000.0 - 48_000.0 * npf).abs() < 1.0);
+    }
+
+    fn mapping(offset: u64) -> MeshClock {
+        MeshClock::new(LocalTime(0), MeshTime(offset), 0)
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn gate_holds_a_loose_first_estimate_until_a_tight_one() {
+        let mut g = ClockGate::new(150, Nanos::from_millis(1_200));
+        assert_eq!(g.offer(None, u32::MAX, LocalTime(0)), ClockFeed::Keep);
+        assert_eq!(
+            g.offer(Some(mapping(1)), 400, LocalTime(MS)),
+            ClockFeed::Keep
+        );
+        assert_eq!(
+            g.offer(Some(mapping(2)), 200, LocalTime(101 * MS)),
+            ClockFeed::Keep
+        );
+        assert_eq!(
+            g.offer(Some(mapping(3)), 60, LocalTime(201 * MS)),
+            ClockFeed::Start {
+                clock: mapping(3),
+                waited: Nanos(200 * MS),
+                bound_us: 60
+            }
+        );
+        // Later mappings and the loss of the clock pass at once.
+        assert_eq!(
+            g.offer(Some(mapping(4)), 900, LocalTime(301 * MS)),
+            ClockFeed::Update(Some(mapping(4)))
+        );
+        assert_eq!(
+            g.offer(Some(mapping(4)), 900, LocalTime(302 * MS)),
+            ClockFeed::Keep
+        );
+        assert_eq!(
+            g.offer(None, u32::MAX, LocalTime(401 * MS)),
+            ClockFeed::Update(None)
+        );
+        // Then the gate is closed again.
+        assert_eq!(
+            g.offer(Some(mapping(5)), 400, LocalTime(501 * MS)),
+            ClockFeed::Keep
+        );
+    }
+
+    #[test]
+    fn gate_opens_after_the_wait_whatever_the_bound() {
+        let mut g = ClockGate::new(150, Nanos::from_millis(1_200));
+        assert_eq!(
+            g.offer(Some(mapping(1)), 5_000, LocalTime(10 * MS)),
+            ClockFeed::Keep
+        );
+        assert_eq!(
+            g.offer(Some(mapping(2)), 5_000, LocalTime(1_209 * MS)),
+            ClockFeed::Keep
+        );
+        assert!(matches!(
+            g.offer(Some(mapping(2)), 5_000, LocalTime(1_210 * MS)),
+            ClockFeed::Start { waited, .. } if waited == Nanos::from_millis(1_200)
+        ));
+    }
+
+    /// Regression (chaos soak, seed 1, 60-minute run): a speaker that
+    /// joined another room went straight from its old room's mapping to a
+    /// one-exchange estimate of the new room's clock, 400 µs off. After a
+    /// restart, the new clock waits for a good estimate like a first one.
+    #[test]
+    fn gate_closes_again_on_a_change_of_room() {
+        let mut g = ClockGate::new(150, Nanos::from_millis(1_200));
+        assert!(!g.restart(), "nothing given yet");
+        assert!(matches!(
+            g.offer(Some(mapping(1)), 20, LocalTime(0)),
+            ClockFeed::Start { .. }
+        ));
+        assert!(g.restart(), "the player had a mapping to take back");
+        assert_eq!(
+            g.offer(Some(mapping(9)), 400, LocalTime(MS)),
+            ClockFeed::Keep
+        );
+        assert!(matches!(
+            g.offer(Some(mapping(10)), 40, LocalTime(101 * MS)),
+            ClockFeed::Start { clock, .. } if clock == mapping(10)
+        ));
     }
 }

@@ -53,8 +53,24 @@ fn beside_me(name: &str) -> PathBuf {
         .unwrap_or_default()
 }
 
+/// SIGINT and SIGTERM end the run early and cleanly (nodes stopped,
+/// namespaces removed) instead of killing it with its processes left
+/// behind.
+fn stop_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("chaos: signal {sig} received: stopping the run and cleaning up");
+            chaos::interrupt();
+        }
+    });
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    stop_on_signals()?;
     if !autoharmonize_tests::netns::require_root_or_skip("chaos") {
         bail!("the chaos soak needs root (network namespaces)");
     }
@@ -84,6 +100,13 @@ fn main() -> Result<()> {
     println!("{text}");
     for v in &r.violations {
         println!("{v}");
+    }
+    if r.interrupted {
+        bail!(
+            "interrupted after {:.1} minutes ({} violations so far); docs not written",
+            r.ran.as_secs_f64() / 60.0,
+            r.violations.len()
+        );
     }
     if let Some(path) = args.write {
         autoharmonize_tests::report::write_section(
@@ -189,6 +212,13 @@ fn render(r: &ChaosReport, minutes: &f64) -> String {
         r.sync_quantile(1.0),
         chaos::SYNC_BOUND_US,
         chaos::SYNC_RUN
+    );
+    let _ = writeln!(
+        t,
+        "| xruns while the hypervisor took ≥ {} ms of this VM's CPU (not counted; its steal over the run: {:.1} s) | {} | – |",
+        chaos::STEAL_EXCUSE.as_millis(),
+        r.host_steal.as_secs_f64(),
+        r.xruns_host_steal
     );
     let _ = writeln!(
         t,
