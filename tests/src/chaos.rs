@@ -1578,13 +1578,7 @@ impl Chaos {
             while !stop.load(Ordering::Relaxed) {
                 let raw_start = monotonic_raw_ns();
                 let asked: Vec<(usize, u32)> = {
-                    let mut s = lock(&shared);
-                    if let Some(t) = host_steal() {
-                        s.steal.push_back((Instant::now(), t));
-                        if s.steal.len() > 64 {
-                            s.steal.pop_front();
-                        }
-                    }
+                    let s = lock(&shared);
                     (0..n)
                         .filter(|&i| s.nodes[i].running && !s.nodes[i].frozen)
                         .map(|i| (i, s.nodes[i].inc))
@@ -1603,6 +1597,15 @@ impl Chaos {
                     .collect();
                 let raw_end = monotonic_raw_ns();
                 let mut s = lock(&shared);
+                // Read after the statuses came back: a stall that shows
+                // as an xrun in them is in this reading (the kernel counts
+                // steal as soon as the virtual CPU runs again).
+                if let Some(t) = host_steal() {
+                    s.steal.push_back((Instant::now(), t));
+                    if s.steal.len() > 64 {
+                        s.steal.pop_front();
+                    }
+                }
                 check_sweep(&mut s, &got, raw_start, raw_end, sweep.is_multiple_of(25));
                 drop(s);
                 sweep += 1;
