@@ -3,7 +3,8 @@
 //! for the DAC, and the `alsa:plug:jack` output (alsa-plugins' JACK PCM,
 //! defined as `pcm.jack` by libasound2-plugins, connected to the dummy's
 //! `system:playback_1/2`) plays a 10 s stem through the engine. Asserts: no
-//! xrun, no underrun, every frame written, the run took real time (≥ 9.5 s:
+//! xrun (unless the hypervisor took ≥ 20 ms of the machine's CPU meanwhile:
+//! reported, not failed), no underrun, every frame written, the run took real time (≥ 9.5 s:
 //! the dummy driver paced it), and the sink's delay — the latency from
 //! writing a frame to the DAC taking it — is sane; the figure is printed.
 //!
@@ -33,6 +34,7 @@ use autoharmonize_node::audio::StreamSpec;
 use autoharmonize_node::audio::engine::{Engine, EngineConfig};
 use autoharmonize_node::audio::output::{self, MonotonicRawClock, SinkRequest};
 use autoharmonize_node::audio::track::{StemChoice, Track};
+use autoharmonize_tests::rig;
 
 const SECONDS: usize = 10;
 const CHILD_ENV: &str = "AH_JACK_CHILD";
@@ -114,6 +116,7 @@ fn jack_dummy_plays_ten_seconds_in_real_time() {
     let _jackd = Jackd(jackd);
 
     let exe = std::env::current_exe().expect("test binary path");
+    let steal_before = rig::host_steal();
     let mut child = Reaped(
         Command::new(exe)
             .args([
@@ -143,6 +146,11 @@ fn jack_dummy_plays_ten_seconds_in_real_time() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    let stolen = rig::host_steal()
+        .zip(steal_before)
+        .map_or(Duration::ZERO, |(after, before)| {
+            after.saturating_sub(before)
+        });
     let mut out = String::new();
     if let Some(mut stdout) = child.0.stdout.take() {
         stdout.read_to_string(&mut out).expect("child output");
@@ -171,7 +179,23 @@ fn jack_dummy_plays_ten_seconds_in_real_time() {
     };
     assert!(status.success(), "child failed: {status}");
     assert_eq!(field("frames"), (48_000 * SECONDS) as f64);
-    assert_eq!(field("xruns"), 0.0, "xruns");
+    // Xruns while the hypervisor took the CPU away are the host's: a
+    // SCHED_FIFO thread cannot run on a virtual CPU that is not running
+    // (on bare metal steal is 0, and every xrun fails the test).
+    if field("xruns") > 0.0 && stolen >= rig::STEAL_EXCUSE {
+        eprintln!(
+            "{} xruns while the hypervisor took {} ms of this machine's CPU: the host's, not counted",
+            field("xruns"),
+            stolen.as_millis()
+        );
+    } else {
+        assert_eq!(
+            field("xruns"),
+            0.0,
+            "xruns (host steal during the run: {} ms)",
+            stolen.as_millis()
+        );
+    }
     assert_eq!(field("underruns"), 0.0, "underruns");
     let elapsed = field("elapsed_s");
     assert!(

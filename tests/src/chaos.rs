@@ -39,7 +39,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::rig::{Rig, monotonic_raw_ns};
+use crate::rig::{Rig, host_steal, monotonic_raw_ns};
 use crate::room::{Discovery, MESH_PORT, Room, http_in};
 use crate::timecode;
 
@@ -92,12 +92,9 @@ pub const SOLO_HOLD: Duration = Duration::from_secs(12);
 pub const STATUS_STALE: Duration = Duration::from_millis(100);
 /// Xruns within this long after a node is resumed count as the freeze's.
 pub const STARVE_AFTER: Duration = Duration::from_secs(2);
-/// CPU time the hypervisor took from this (virtual) machine, around an
-/// xrun, from which the xrun is the host's and not the node's: a DAC
-/// buffer's worth (21 ms at the default 4 × 256 frames). A real-time
-/// output thread cannot run on a virtual CPU that is not running. On bare
-/// metal (or an idle host) steal stays 0 and nothing is excused.
-pub const STEAL_EXCUSE: Duration = Duration::from_millis(20);
+/// Host steal around an xrun from which the xrun is the host's, not the
+/// node's (see [`crate::rig::STEAL_EXCUSE`]).
+pub const STEAL_EXCUSE: Duration = crate::rig::STEAL_EXCUSE;
 /// How far before the status that showed an xrun the steal is counted
 /// (the status's age plus the sweep before it).
 const STEAL_WINDOW: Duration = Duration::from_secs(1);
@@ -2019,16 +2016,6 @@ fn probe_lines(s: &Shared, i: usize, inc: u32, t: u64) -> String {
         ));
     }
     out
-}
-
-/// CPU time the hypervisor has taken from this machine since boot: the
-/// `steal` column of /proc/stat's `cpu` line, in USER_HZ ticks (100 a
-/// second on every Linux ABI). `None` where it cannot be read.
-fn host_steal() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: u64 = line.split_whitespace().nth(7)?.parse().ok()?;
-    Some(Duration::from_millis(ticks.saturating_mul(10)))
 }
 
 /// Set by [`interrupt`]: the run ends early, cleanly.

@@ -71,8 +71,41 @@ pub fn monotonic_raw_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time the hypervisor took from this (virtual) machine that counts
+/// as the cause of an xrun seen during it: a DAC buffer's worth (21 ms at
+/// 4 × 256 frames). A real-time thread cannot run while the virtual CPU
+/// under it does not; on bare metal steal stays 0 and nothing is excused.
+pub const STEAL_EXCUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// CPU time the hypervisor has taken from this machine since boot, all
+/// CPUs together (`steal` in /proc/stat). `None` where it cannot be read.
+#[must_use]
+pub fn host_steal() -> Option<std::time::Duration> {
+    steal_of(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The steal column of /proc/stat's `cpu` line, in USER_HZ ticks (100 a
+/// second on every Linux ABI).
+fn steal_of(stat: &str) -> Option<std::time::Duration> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: u64 = line.split_whitespace().nth(7)?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ticks.saturating_mul(10)))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn steal_is_the_eighth_column_of_the_cpu_line() {
+        let stat = "cpu  1043 12 733 91234 55 0 21 347 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(
+            super::steal_of(stat),
+            Some(std::time::Duration::from_millis(3_470))
+        );
+        assert_eq!(super::steal_of("cpu0 1 2 3\n"), None);
+        assert_eq!(super::steal_of("cpu  1 2 3\n"), None);
+        assert!(super::host_steal().is_some(), "Linux has /proc/stat");
+    }
+
     use super::*;
 
     #[test]
