@@ -441,26 +441,23 @@ impl ClockGate {
         if clock == self.given {
             return ClockFeed::Keep;
         }
-        match (self.given, clock) {
-            (Some(_), _) | (None, None) => {
-                self.given = clock;
-                self.held_since = None;
-                ClockFeed::Update(clock)
-            }
-            (None, Some(c)) => {
-                let since = *self.held_since.get_or_insert(now);
-                let waited = now.since(since);
-                if bound_us > self.bound_us && waited < self.wait {
-                    return ClockFeed::Keep;
-                }
-                self.given = Some(c);
-                self.held_since = None;
-                ClockFeed::Start {
-                    clock: c,
-                    waited,
-                    bound_us,
-                }
-            }
+        // Only a first mapping after silence waits; anything else passes.
+        let Some(c) = clock.filter(|_| self.given.is_none()) else {
+            self.given = clock;
+            self.held_since = None;
+            return ClockFeed::Update(clock);
+        };
+        let since = *self.held_since.get_or_insert(now);
+        let waited = now.since(since);
+        if bound_us > self.bound_us && waited < self.wait {
+            return ClockFeed::Keep;
+        }
+        self.given = Some(c);
+        self.held_since = None;
+        ClockFeed::Start {
+            clock: c,
+            waited,
+            bound_us,
         }
     }
 
