@@ -35,6 +35,10 @@ fn a_restarted_node_lands_on_the_rooms_frame_within_two_seconds() {
         "signed error every 50 ms after the start (µs): {:.0?}",
         r.trace
     );
+    eprintln!(
+        "xruns (node 0, restarted node): {:?}; CPU the hypervisor took meanwhile: {:?}",
+        r.xruns, r.stolen
+    );
     let after = r
         .in_sync_after
         .expect("the restarted node played in sync for a whole second");

@@ -28,6 +28,9 @@ const PERIOD: u64 = 256;
 const BUFFER: u64 = 1_024;
 const RING: u64 = 2_048;
 const T0: f64 = 1e12;
+/// From an output thread's resuming after a stall to its device's running
+/// again (refilling the buffer to the start threshold).
+const RESTART_NS: f64 = 3e6;
 
 /// The timecode stem, generated on the fly.
 struct Timecode {
@@ -65,8 +68,18 @@ struct Speaker {
     renderer: Renderer,
     /// DAC frames per true second.
     dac_rate: f64,
-    /// DAC start (true ns).
-    start: f64,
+    /// The device's runs: (first frame index, true ns it is emitted at).
+    /// One unless it stalled.
+    runs: Vec<(u64, f64)>,
+    /// A stall of the output thread (true ns from, to), if one is planned:
+    /// the device runs dry, xruns, and restarts [`RESTART_NS`] after the
+    /// thread resumes.
+    stall: Option<(f64, f64)>,
+    /// Xruns so far (the device's, as the output thread reports them).
+    xruns: u64,
+    /// Frames pushed before the renderer heard of the xrun: the engine
+    /// plays them as silence.
+    fresh_from: Option<u64>,
     skew: f64,
     offset: f64,
     pushed: u64,
@@ -122,7 +135,10 @@ impl Speaker {
         Speaker {
             renderer,
             dac_rate: RATE * (1.0 + dac_ppm * 1e-6),
-            start: T0 + 0.2e9,
+            runs: vec![(0, T0 + 0.2e9)],
+            stall: None,
+            xruns: 0,
+            fresh_from: None,
             skew,
             offset,
             pushed: 0,
@@ -132,17 +148,55 @@ impl Speaker {
         }
     }
 
+    /// The run frame `k` was emitted in.
+    fn run_of(&self, k: u64) -> (u64, f64) {
+        *self
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.0 <= k)
+            .expect("run 0 starts at 0")
+    }
+
     fn emission(&self, k: u64) -> f64 {
-        self.start + k as f64 * 1e9 / self.dac_rate
+        let (first, start) = self.run_of(k);
+        start + (k - first) as f64 * 1e9 / self.dac_rate
+    }
+
+    /// The frame emitted at true instant `t` (of the run then playing).
+    fn frame_at(&self, t: f64) -> usize {
+        let &(first, start) = self
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.1 <= t)
+            .expect("the device has started");
+        first as usize + ((t - start) * self.dac_rate / 1e9).floor() as usize
     }
 
     /// Advances to true time `t`: one output-thread observation, then the
     /// decoder tops the ring up.
     fn step(&mut self, t: f64) {
-        let emitted = if t < self.start {
-            0
+        if let Some((from, to)) = self.stall {
+            if (from..to).contains(&t) {
+                // The output thread is stalled: nothing is written or seen.
+                return;
+            }
+            if t >= to && self.xruns == 0 {
+                // It resumes to an xrun: the device ran dry long ago (a
+                // stall longer than its buffer) and restarts from the next
+                // frame written, once refilled.
+                let written = (self.frame_at(from) as u64 + 1 + BUFFER).min(self.pushed);
+                self.runs.push((written, t + RESTART_NS));
+                self.xruns = 1;
+            }
+        }
+        let (first, start) = *self.runs.last().expect("a run");
+        // Device index of the next frame to go out.
+        let emitted = if t < start {
+            first
         } else {
-            ((t - self.start) * self.dac_rate / 1e9).floor() as u64 + 1
+            first + ((t - start) * self.dac_rate / 1e9).floor() as u64 + 1
         };
         let written = (emitted + BUFFER).min(self.pushed);
         self.seed ^= self.seed << 13;
@@ -150,14 +204,17 @@ impl Speaker {
         self.seed ^= self.seed << 17;
         // 0–40 µs late, as a busy machine's output thread would be.
         let jitter = (self.seed % 40_000) as f64;
-        if t >= self.start {
+        if t >= self.runs[0].1 {
             self.renderer.observe(Timing {
                 frames_written: written,
                 delay: (written - emitted.min(written)) as i64,
                 at_ns: (t * (1.0 + self.skew) + self.offset + jitter) as u64,
                 underrun_frames: 0,
-                xruns: 0,
+                xruns: self.xruns,
             });
+            if self.xruns > 0 && self.fresh_from.is_none() {
+                self.fresh_from = Some(self.pushed);
+            }
         }
         let mut buf = vec![0.0f32; 2 * PERIOD as usize];
         while self.pushed < written + RING {
@@ -231,7 +288,7 @@ fn four_speakers_stay_within_a_frame() {
             let mut here = Vec::new();
             for (i, sp) in speakers.iter().enumerate() {
                 // The frame emitted at `probe` and its neighbour.
-                let k = ((probe - sp.start) * sp.dac_rate / 1e9).floor() as usize;
+                let k = sp.frame_at(probe);
                 let (ta, tb) = (sp.emission(k as u64), sp.emission(k as u64 + 1));
                 let (Some(pa), Some(pb)) =
                     (timecode::phase(sp.out[k]), timecode::phase(sp.out[k + 1]))
@@ -283,7 +340,7 @@ fn four_speakers_stay_within_a_frame() {
     // there — to the frame, give or take the node's clock error (≤ 4 µs).
     let (pause, resume) = (s(25.0), s(26.0));
     for (i, sp) in speakers.iter().enumerate() {
-        let at = |t: f64| ((t - sp.start) * sp.dac_rate / 1e9).round() as usize;
+        let at = |t: f64| sp.frame_at(t);
         let tol = 1; // frames
         let silent = &sp.out[at(pause) + tol..at(resume) - tol];
         assert!(
@@ -308,4 +365,87 @@ fn four_speakers_stay_within_a_frame() {
         // correction never needed one.
         assert_eq!(sp.stats.recues.load(Ordering::Relaxed), 4);
     }
+}
+
+/// A speaker whose output thread stalls for 40 ms mid-song (the machine
+/// was starved, or the hypervisor took the CPU): its device runs dry and
+/// restarts. What it plays after the restart must be silence, then a fade-in
+/// at the right place — never the song from where it stopped (late by the
+/// stall), and never placed by the observation the output makes before
+/// the restarted device runs (its frames are queued then, not emitted).
+/// Before the fix the renderer faded out the old sound 40 ms late and
+/// re-fitted the device's timing from that early observation.
+#[test]
+fn a_stalled_speaker_comes_back_silent_then_on_the_frame() {
+    let s = |x: f64| T0 + x * 1e9;
+    let sched = vec![
+        (0.0, channel(false, 0.0, 0.0)),
+        (s(1.0), channel(true, 0.0, s(1.0))),
+    ];
+    let (stall_from, stall_to) = (s(5.0), s(5.04));
+    let end = s(8.0);
+    let mut sp = Speaker::new(120.0, -60.0, 7.0, 0.0, &sched);
+    sp.stall = Some((stall_from, stall_to));
+    let mut t = T0;
+    while t < end {
+        sp.step(t);
+        t += PERIOD as f64 * 1e9 / RATE;
+    }
+    let (first, restart) = sp.runs[1];
+    let fresh = sp.fresh_from.expect("the renderer heard of the xrun");
+    assert!(
+        fresh >= first,
+        "fresh frames start at {fresh}, the run at {first}"
+    );
+    // Frames of the new run before `fresh` are the engine's to silence.
+    let last = sp.frame_at(end - 0.2e9);
+    let mut back = None; // first frame of the fade-in
+    let mut faded_in = false;
+    let mut ratio = 0.0f64;
+    for k in fresh..last as u64 {
+        let at = sp.emission(k);
+        let want = expected(&sched, at).expect("playing");
+        let phase = want % timecode::PERIOD as f64;
+        if !(8.0..timecode::PERIOD as f64 - 8.0).contains(&phase) {
+            continue; // the sawtooth's wrap: not comparable
+        }
+        let v = f64::from(sp.out[k as usize]);
+        if back.is_none() {
+            if v == 0.0 {
+                continue;
+            }
+            back = Some(k);
+        }
+        let after_ms = (at - restart) / 1e6;
+        if !faded_in {
+            // A fade-in of the right sound: a rising share of the right
+            // value (within what one frame of position error changes).
+            let right = 0.1 + 0.8 * phase / timecode::PERIOD as f64;
+            let r = v / right;
+            let tol = 0.8 / timecode::PERIOD as f64 / right;
+            assert!(
+                r >= ratio - tol && r <= 1.0 + tol,
+                "frame {k} ({after_ms:.2} ms after the restart): {r:.4} of the right value after {ratio:.4}"
+            );
+            ratio = ratio.max(r);
+            faded_in = r > 1.0 - tol;
+        }
+        if faded_in {
+            let got = timecode::phase(sp.out[k as usize]);
+            let err = got.map(|g| timecode::circular_diff(g, phase));
+            assert!(
+                err.is_some_and(|e| e.abs() <= 1.0),
+                "frame {k} ({after_ms:.2} ms after the restart): {err:?} frames off"
+            );
+        }
+    }
+    let back = back.expect("the speaker played again");
+    let gap_ms = (sp.emission(back) - stall_from) / 1e6;
+    eprintln!(
+        "stalled 40 ms: silent {gap_ms:.1} ms from the stall, back on the frame ({} stale frames silenced)",
+        fresh - first
+    );
+    assert!(faded_in, "the fade-in never completed");
+    // Stall, restart, the ring and device buffer of silence, the fade.
+    assert!(gap_ms < 150.0, "silent {gap_ms:.1} ms");
 }

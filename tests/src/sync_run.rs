@@ -170,6 +170,12 @@ pub struct RestartReport {
     /// Its signed error (µs) every 50 ms of the first 3 s after the start,
     /// `None` where it was silent or unreadable: what a failure shows.
     pub trace: Vec<(u64, Option<f64>)>,
+    /// Xruns of node 0 and of the restarted node by the end (each is a
+    /// gap of silence, ~0.1 s), if their statuses read.
+    pub xruns: [Option<u64>; 2],
+    /// CPU time the hypervisor took from this machine during the run (the
+    /// usual cause of those xruns here), if readable.
+    pub stolen: Option<Duration>,
 }
 
 /// How close to node 0 the restarted node must be to count as in sync: the
@@ -199,8 +205,13 @@ pub fn restart_run(bin: &Path) -> anyhow::Result<RestartReport> {
     let record = room.dir().join("dac3-restarted.txt");
     set_node_args(&mut room, 3, &record);
     let spawned = monotonic_raw_ns();
+    let steal_before = crate::rig::host_steal();
     room.start(3);
     std::thread::sleep(Duration::from_secs(6));
+    let xruns = [0, 3].map(|i| room.status(i).and_then(|s| s["audio"]["xruns"].as_u64()));
+    let stolen = crate::rig::host_steal()
+        .zip(steal_before)
+        .map(|(after, before)| after.saturating_sub(before));
     for i in 0..4 {
         room.terminate(i);
     }
@@ -223,6 +234,8 @@ pub fn restart_run(bin: &Path) -> anyhow::Result<RestartReport> {
         trace: (0..60u64)
             .filter_map(|k| Some((k * 50, *errors.get(usize::try_from(k * 50).ok()?)?)))
             .collect(),
+        xruns,
+        stolen,
         ..RestartReport::default()
     };
     let errors: Vec<Option<f64>> = errors.iter().map(|e| e.map(f64::abs)).collect();

@@ -26,7 +26,10 @@
 //! - an empty ring on a real-time sink becomes silence and one counted
 //!   underrun, never a wait; after the source ended (or failed) silence is
 //!   expected and not counted, so a speaker whose stem is broken keeps its
-//!   place in the room, silent and in sync.
+//!   place in the room, silent and in sync;
+//! - for a producer that receives timings, no frame it made before it
+//!   heard of an xrun is heard after it (played as silence instead): the
+//!   device restarted, so those frames would be late by the stall.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -293,6 +296,13 @@ struct Shared {
     decoded: AtomicU64,
     skipped: AtomicU64,
     timings_dropped: AtomicU64,
+    /// The xrun count the producer has seen in its timings (stored with
+    /// `Release` after [`Shared::fresh_from`]): frames it pushed before
+    /// that were made for a device timing that no longer holds.
+    producer_xruns: AtomicU64,
+    /// Push index (frames pushed before) of the first frame the producer
+    /// made after seeing [`Shared::producer_xruns`] xruns.
+    fresh_from: AtomicU64,
     source: AtomicU8,
     realtime: AtomicU8,
     running: AtomicBool,
@@ -395,6 +405,7 @@ impl Engine {
             Arc::clone(&shared),
             &config,
             time,
+            timings_to_producer,
         );
         // The decoder needs a chunk's room to push, so a prefill closer to
         // the capacity than that would never be reached.
@@ -610,6 +621,7 @@ impl DecoderLoop {
         }
         let mut buf = vec![0.0f32; self.chunk * self.channels];
         let mut pushed = 0u64;
+        let mut xruns_seen = 0u64;
         // Set once: a second `run` on the same engine cannot happen.
         let _ = self.shared.decoder_thread.set(std::thread::current());
         let result = loop {
@@ -617,8 +629,18 @@ impl DecoderLoop {
                 break Ok(());
             }
             if let Some(timings) = self.timings.as_mut() {
+                let before = xruns_seen;
                 while let Some(t) = timings.try_pop() {
+                    xruns_seen = xruns_seen.max(t.xruns);
                     self.producer.observe(t);
+                }
+                if xruns_seen != before {
+                    // From here on the producer knows: what it pushed
+                    // before is stale (the output silences it).
+                    self.shared.fresh_from.store(pushed, Ordering::Relaxed);
+                    self.shared
+                        .producer_xruns
+                        .store(xruns_seen, Ordering::Release);
                 }
             }
             if self.ring.vacant_len() < buf.len() {
@@ -745,6 +767,11 @@ struct OutputLoop {
     gain: f32,
     /// Largest gain change per frame.
     ramp_step: f32,
+    /// Whether frames the producer made before it saw an xrun are played
+    /// as silence (see [`OutputLoop::mute_stale`]).
+    mute_stale_frames: bool,
+    /// Frames taken from the ring so far: the push index of the next one.
+    popped: u64,
 }
 
 impl OutputLoop {
@@ -755,6 +782,7 @@ impl OutputLoop {
         shared: Arc<Shared>,
         config: &EngineConfig,
         time: SharedTime,
+        mute_stale_frames: bool,
     ) -> OutputLoop {
         let sc = sink.config();
         let channels = usize::from(sc.spec.channels);
@@ -772,6 +800,8 @@ impl OutputLoop {
             buf: vec![0.0; period * channels],
             gain: config.initial_gain.clamp(0.0, 1.0),
             ramp_step: 1.0 / ramp_frames as f32,
+            mute_stale_frames,
+            popped: 0,
         }
     }
 
@@ -858,7 +888,36 @@ impl OutputLoop {
         {
             decoder.unpark();
         }
+        self.mute_stale(from, n);
+        self.popped += n as u64;
         n
+    }
+
+    /// Silences those of the `n` frames just taken (at `from` in the
+    /// period buffer) that the producer made before it saw the last xrun.
+    ///
+    /// Why: a synchronised producer renders each frame for the instant the
+    /// device was going to play it. An xrun stops the device; it restarts
+    /// later, so everything already in the ring — and whatever the
+    /// producer makes until it hears of the xrun — would play late by the
+    /// length of the stall: audible wrong sound, tens of ms of it. Silence
+    /// keeps the device's frame count (so the producer's device indices
+    /// stay exact) and the producer, which re-learns the timing, fades in
+    /// at the right place. Not for a plain source (no timing to re-learn:
+    /// playing on is right there).
+    fn mute_stale(&mut self, from: usize, n: usize) {
+        let xruns = self.shared.xruns.load(Ordering::Relaxed);
+        if !self.mute_stale_frames || n == 0 || xruns == 0 {
+            return;
+        }
+        let stale = if self.shared.producer_xruns.load(Ordering::Acquire) < xruns {
+            n
+        } else {
+            let fresh_from = self.shared.fresh_from.load(Ordering::Relaxed);
+            usize::try_from(fresh_from.saturating_sub(self.popped)).map_or(n, |s| s.min(n))
+        };
+        let ch = self.channels;
+        self.buf[from * ch..(from + stale) * ch].fill(0.0);
     }
 
     /// Multiplies the first `frames` frames by the gain, moving it towards
@@ -899,6 +958,10 @@ impl OutputLoop {
                     self.shared.xruns.fetch_add(1, Ordering::Relaxed);
                     off += written;
                     self.sink.recover()?;
+                    if self.mute_stale_frames {
+                        // The rest of this period was made for the old run.
+                        self.buf[off * ch..frames * ch].fill(0.0);
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -936,5 +999,151 @@ impl OutputLoop {
             self.shared.timings_dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::audio::output::{MonotonicRawClock, SampleFormat, SinkConfig};
+
+    /// Writes after which the scripted sink reports an xrun.
+    const XRUN_AT: [u32; 3] = [60, 120, 180];
+    const WRITES: u32 = 240;
+    const PERIOD: u32 = 256;
+
+    /// What the scripted sink saw: for every frame written, the run it was
+    /// written in (xruns before it) and its channel-0 sample.
+    #[derive(Default)]
+    struct Seen {
+        frames: Vec<(u64, f32)>,
+        writes: u32,
+    }
+
+    /// A device paced at 0.5 ms per period that runs dry on the writes
+    /// of [`XRUN_AT`], half-way through them.
+    struct ScriptedSink {
+        seen: Arc<Mutex<Seen>>,
+        run: u64,
+    }
+
+    impl Sink for ScriptedSink {
+        fn config(&self) -> SinkConfig {
+            SinkConfig {
+                spec: StreamSpec {
+                    rate: 48_000,
+                    channels: 2,
+                },
+                period_frames: PERIOD,
+                buffer_frames: 4 * PERIOD,
+                format: SampleFormat::F32,
+            }
+        }
+        fn is_realtime(&self) -> bool {
+            true
+        }
+        fn write(&mut self, samples: &[f32]) -> Result<(), SinkError> {
+            std::thread::sleep(Duration::from_micros(500));
+            let mut seen = self.seen.lock().expect("not poisoned");
+            seen.writes += 1;
+            let frames: Vec<f32> = samples.chunks_exact(2).map(|f| f[0]).collect();
+            if XRUN_AT.contains(&seen.writes) {
+                let written = frames.len() / 2;
+                let run = self.run;
+                seen.frames
+                    .extend(frames[..written].iter().map(|&v| (run, v)));
+                return Err(SinkError::Xrun { written });
+            }
+            let run = self.run;
+            seen.frames.extend(frames.iter().map(|&v| (run, v)));
+            Ok(())
+        }
+        fn delay(&mut self) -> Result<i64, SinkError> {
+            Ok(i64::from(2 * PERIOD))
+        }
+        fn recover(&mut self) -> Result<(), SinkError> {
+            self.run += 1;
+            Ok(())
+        }
+        fn xruns(&self) -> u64 {
+            self.run
+        }
+        fn finish(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    /// Makes frames whose value says how many xruns it had heard of:
+    /// `1 + xruns`.
+    struct EpochProducer {
+        xruns: u64,
+    }
+
+    impl Producer for EpochProducer {
+        fn produce(&mut self, out: &mut [f32], _device_frame: u64) -> Result<usize, DecodeError> {
+            out.fill(1.0 + self.xruns as f32);
+            Ok(out.len() / 2)
+        }
+        fn observe(&mut self, t: Timing) {
+            self.xruns = t.xruns;
+        }
+    }
+
+    #[test]
+    fn frames_made_before_an_xrun_are_not_played_after_it() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let sink = ScriptedSink {
+            seen: Arc::clone(&seen),
+            run: 0,
+        };
+        let config = EngineConfig {
+            ring_frames: 4_096,
+            prefill_frames: 2_048,
+            chunk_frames: 256,
+            realtime_priority: None,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start_producer(
+            Box::new(EpochProducer { xruns: 0 }),
+            Box::new(sink),
+            config,
+            Arc::new(MonotonicRawClock),
+        )
+        .expect("starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while seen.lock().expect("not poisoned").writes < WRITES {
+            assert!(std::time::Instant::now() < deadline, "the sink stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let counters = engine.stop().expect("stops cleanly");
+        assert_eq!(counters.xruns, XRUN_AT.len() as u64);
+        let seen = seen.lock().expect("not poisoned");
+        for (i, &(run, v)) in seen.frames.iter().enumerate() {
+            // 0: silence (muted, or an underrun); else made after hearing
+            // of this run's xrun.
+            assert!(
+                v == 0.0 || v == 1.0 + run as f32,
+                "frame {i} of run {run} was made for run {}",
+                v - 1.0
+            );
+        }
+        for run in 0..=XRUN_AT.len() as u64 {
+            let sound = seen
+                .frames
+                .iter()
+                .filter(|&&(r, v)| r == run && v != 0.0)
+                .count();
+            let silent = seen
+                .frames
+                .iter()
+                .filter(|&&(r, v)| r == run && v == 0.0)
+                .count();
+            assert!(
+                sound >= 4 * PERIOD as usize,
+                "run {run}: {sound} frames of sound, {silent} silent"
+            );
+        }
     }
 }

@@ -408,8 +408,13 @@ pub struct Renderer {
     ramp_frames: f32,
     recue_frames: f64,
     last_xruns: u64,
+    /// Whether the device's current run has been seen emitting.
+    run: DeviceRun,
     stats: Arc<RenderStats>,
     timed: bool,
+    /// Silent after an xrun until the device's timing is re-learnt: an
+    /// expected gap, not worth a warning.
+    restarting: bool,
     /// Voices for other tracks, and the track the current voices play.
     tracks: Option<(Box<dyn TrackVoices>, Option<TrackId>)>,
 }
@@ -461,8 +466,10 @@ impl Renderer {
             ramp_frames: (rate * RAMP_MS / 1000) as f32,
             recue_frames: f64::from(rate * RECUE_MS / 1000),
             last_xruns: 0,
+            run: DeviceRun::Waiting(None),
             stats,
             timed: false,
+            restarting: false,
             tracks: None,
         }
     }
@@ -555,6 +562,17 @@ impl Renderer {
         }
         Ok(())
     }
+}
+
+/// The device's run, as the observations show it: `Waiting(None)` until
+/// the first observation of a run, `Waiting(Some(f))` while frame `f` stays
+/// the next to go out (a device not started yet: its frames are queued, not
+/// emitted, so such an observation would place the line early — and the fit
+/// trusts early observations most), `Running` once frames go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceRun {
+    Waiting(Option<u64>),
+    Running,
 }
 
 /// What every voice of a block shares.
@@ -731,7 +749,9 @@ impl Producer for Renderer {
         let timed = self.mesh_time_of(device_frame).is_some() && !self.local.schedule.is_empty();
         if timed != self.timed {
             self.timed = timed;
-            if timed {
+            if self.restarting {
+                self.restarting = !timed;
+            } else if timed {
                 info!(
                     dac_ppm = format_args!("{:+.1}", self.fit.rate_error_ppm()),
                     "audio timing known: playing in sync"
@@ -784,12 +804,29 @@ impl Producer for Renderer {
             debug!(xruns = t.xruns, "device restarted: timing re-learnt");
             self.last_xruns = t.xruns;
             self.fit.reset();
+            self.run = DeviceRun::Waiting(None);
+            self.restarting = true;
+            // What played before was cut by the xrun: come back with a
+            // fade-in at the right place, not a fade-out of the wrong one.
+            for v in &mut self.voices {
+                v.cued = false;
+                v.fading = false;
+                v.env = 0.0;
+            }
         }
         if let Some(at_dac) = t
             .frames_written
             .checked_sub(u64::try_from(t.delay).unwrap_or(0))
             && t.delay >= 0
         {
+            match self.run {
+                DeviceRun::Running => {}
+                DeviceRun::Waiting(Some(f)) if at_dac > f => self.run = DeviceRun::Running,
+                DeviceRun::Waiting(_) => {
+                    self.run = DeviceRun::Waiting(Some(at_dac));
+                    return;
+                }
+            }
             // Frame `at_dac` is the next to go out: on average half a
             // frame after the instant it was observed.
             let half = self.fit.ns_per_frame() / 2.0;
