@@ -55,16 +55,38 @@ fn rms(x: &[f32]) -> f32 {
     (x.iter().map(|s| s * s).sum::<f32>() / x.len().max(1) as f32).sqrt()
 }
 
-/// Best normalised correlation of `a` with `b` shifted by −`max_lag`..=`max_lag`.
-fn best_correlation(a: &[f32], b: &[f32], from: usize, max_lag: usize) -> f32 {
-    let (ra, rb) = (rms(a), rms(&b[from - max_lag..from + a.len() + max_lag]));
-    (0..=2 * max_lag)
+/// Normalised correlation of `a` with `b[from..]`.
+fn correlation(a: &[f32], b: &[f32], from: usize) -> f32 {
+    let b = &b[from..from + a.len()];
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (rms(a) * rms(b) * a.len() as f32).max(f32::MIN_POSITIVE)
+}
+
+/// Means of every 4 samples: a quarter of the work for a coarse search.
+fn decimate(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(4)
+        .map(|c| c.iter().sum::<f32>() / 4.0)
+        .collect()
+}
+
+/// The shift in −`max_lag`..=`max_lag` frames at which `a` correlates best
+/// with `b` from `from`, and that correlation: a coarse search on 4×
+/// decimated signals, then frame by frame around its best.
+fn best_lag(a: &[f32], b: &[f32], from: usize, max_lag: usize) -> (isize, f32) {
+    let (a4, b4) = (decimate(a), decimate(&b[from - max_lag..]));
+    let coarse = (0..=2 * max_lag / 4)
+        .map(|k| (k, correlation(&a4, &b4, k)))
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .map_or(max_lag, |(k, _)| 4 * k);
+    (coarse.saturating_sub(6)..=(coarse + 6).min(2 * max_lag))
         .map(|k| {
-            let b = &b[from - max_lag + k..];
-            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            dot / (ra * rb * a.len() as f32)
+            (
+                k as isize - max_lag as isize,
+                correlation(a, b, from - max_lag + k),
+            )
         })
-        .fold(f32::MIN, f32::max)
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .expect("a lag")
 }
 
 #[test]
@@ -218,22 +240,42 @@ fn demo_plays_every_stem_and_ctrl_c_stops_every_speaker() {
             rms(&x[onset..onset + 3 * RATE]) > 0.02,
             "{name}: loud enough"
         );
-        // 0.5 s from 0.1 s after the first sound, against each stem
-        // around the same place (±10 ms for the onset's detection).
-        let take = &x[onset + RATE / 10..onset + RATE / 10 + RATE / 2];
+        // Five 0.5 s windows from 0.1 s after the first sound, each against
+        // every stem around the same place (±20 ms: the first sound is
+        // found within a few ms). A speaker whose output stalled (an xrun:
+        // this machine's hypervisor takes the CPU for tens of ms) has
+        // ~0.1 s of silence in its file, then the song at its time again;
+        // the window that falls on it is a glitch. Most windows (three of
+        // five) must show the speaker's own stem, clearly.
         let first = |s: &[f32]| s.iter().position(|v| v.abs() > 0.005 / 0.52).unwrap_or(0);
-        let c: Vec<f32> = stems
-            .iter()
-            .map(|s| best_correlation(take, s, first(s) + RATE / 10, RATE / 100))
+        let windows: Vec<Vec<f32>> = (0..5)
+            .map(|w| {
+                let from = RATE / 10 + w * RATE * 55 / 100;
+                let take = &x[onset + from..onset + from + RATE / 2];
+                // Where its own stem fits best; the others at that place.
+                let (lag, _) = best_lag(take, &stems[i], first(&stems[i]) + from, RATE / 50);
+                stems
+                    .iter()
+                    .map(|s| {
+                        let at = (first(s) + from).saturating_add_signed(lag);
+                        correlation(take, s, at)
+                    })
+                    .collect()
+            })
             .collect();
-        eprintln!("{name}: correlations with drums, bass, chords, lead: {c:?}");
-        assert!(c[i] > 0.9, "{name}: plays its stem ({c:?})");
-        for (j, &other) in c.iter().enumerate() {
-            assert!(
-                j == i || other < c[i] - 0.3,
-                "{name}: not {} ({c:?})",
-                STEMS[j]
-            );
-        }
+        eprintln!("{name}: correlations with drums, bass, chords, lead per window: {windows:?}");
+        let own = windows
+            .iter()
+            .filter(|c| {
+                c[i] > 0.9
+                    && c.iter()
+                        .enumerate()
+                        .all(|(j, &other)| j == i || other < c[i] - 0.3)
+            })
+            .count();
+        assert!(
+            own >= 3,
+            "{name}: plays its stem in {own} windows of 5 ({windows:?})"
+        );
     }
 }

@@ -123,8 +123,9 @@ enum State {
     Prepared,
     /// Emitting one frame per tick from `start_tick` on.
     Running { start_tick: i128 },
-    /// Ran dry; waits for `recover`.
-    Xrun,
+    /// Ran dry at tick `dry_tick` (the first that found no frame); waits
+    /// for `recover`.
+    Xrun { dry_tick: i128 },
 }
 
 /// A simulated DAC (see the module doc).
@@ -282,6 +283,23 @@ impl VirtualDac {
         self.probe.clone()
     }
 
+    /// While run dry (after an xrun, before `recover`): the tick from which
+    /// no frame went out.
+    pub(super) fn dry_tick(&self) -> Option<i128> {
+        match self.state {
+            State::Xrun { dry_tick } => Some(dry_tick),
+            _ => None,
+        }
+    }
+
+    /// The tick the current run's first frame goes out on, once running.
+    pub(super) fn start_tick(&self) -> Option<i128> {
+        match self.state {
+            State::Running { start_tick } => Some(start_tick),
+            _ => None,
+        }
+    }
+
     /// Frames of the current run emitted by true time `now`.
     fn emitted(&self, start_tick: i128, now: i128) -> u64 {
         u64::try_from(self.crystal.last_tick(now) - start_tick + 1).unwrap_or(0)
@@ -293,7 +311,9 @@ impl VirtualDac {
             let queued_total = self.written - self.run_first;
             // The tick that wanted frame `queued_total` of the run has come.
             if self.emitted(start_tick, now) > queued_total {
-                self.state = State::Xrun;
+                self.state = State::Xrun {
+                    dry_tick: start_tick + i128::from(queued_total),
+                };
                 self.xruns += 1;
                 self.probe.0.xruns.store(self.xruns, Ordering::Relaxed);
                 self.probe.publish(None);
@@ -446,7 +466,7 @@ impl Sink for VirtualDac {
             let now = self.now();
             self.poll(now);
             let queued = match self.state {
-                State::Xrun => {
+                State::Xrun { .. } => {
                     return Err(SinkError::Xrun {
                         written: usize::try_from(done).unwrap_or(usize::MAX),
                     });
@@ -490,7 +510,7 @@ impl Sink for VirtualDac {
         let now = self.now();
         self.poll(now);
         let queued = match self.state {
-            State::Xrun => return Err(SinkError::Xrun { written: 0 }),
+            State::Xrun { .. } => return Err(SinkError::Xrun { written: 0 }),
             State::Prepared => self.written - self.run_first,
             State::Running { start_tick } => {
                 (self.written - self.run_first).saturating_sub(self.emitted(start_tick, now))
