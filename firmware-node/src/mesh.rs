@@ -288,6 +288,7 @@ impl Mesh {
         info!(member = %self.id, name = %self.name, "mesh running");
         loop {
             let deadline = self.member.poll_timeout();
+            let waited_from = self.clock.now();
             let wait = deadline.map_or(Duration::from_millis(50), |d| self.clock.until(d));
             tokio::select! {
                 () = &mut shutdown => break,
@@ -316,7 +317,9 @@ impl Mesh {
                 && self.clock.now() >= d
             {
                 let now = self.clock.now();
-                self.note_lateness(Duration::from_nanos(now.since(d).0));
+                // Late from the deadline, or from when the loop came to wait
+                // for one already due (the first timers are due at once).
+                self.note_lateness(Duration::from_nanos(now.since(d.max(waited_from)).0));
                 self.member.handle_timeout(now);
             }
             self.flush();

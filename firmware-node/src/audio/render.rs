@@ -42,7 +42,7 @@ use autoharmonize_protocol::playout::{Change, EmissionFit, Schedule, change_at, 
 use autoharmonize_protocol::transport::{ChannelState, TIMELINE_RATE, Transport};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Async, FixedAsync, PolynomialDegree, Resampler as _};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::StreamSpec;
 use super::decode::{AudioSource, DecodeError};
@@ -801,7 +801,11 @@ impl Producer for Renderer {
 
     fn observe(&mut self, t: Timing) {
         if t.xruns != self.last_xruns {
-            debug!(xruns = t.xruns, "device restarted: timing re-learnt");
+            info!(
+                xruns = t.xruns,
+                "audio device ran dry (xrun: the output thread was late); \
+                 silent until it runs again, then back on the room's frame"
+            );
             self.last_xruns = t.xruns;
             self.fit.reset();
             self.run = DeviceRun::Waiting(None);

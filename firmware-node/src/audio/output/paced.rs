@@ -113,7 +113,9 @@ impl Sink for Paced {
 
     fn finish(&mut self) -> Result<(), SinkError> {
         self.clock.finish()?;
-        // A run that never started plays out now, after its silence.
+        // A run too short to start on its own (the song ended within a
+        // buffer of an xrun) was played out by `finish` above: its frames,
+        // without the gap, whose end is not known.
         if self.dry_from.take().is_some() {
             self.inner.write(&self.held)?;
             self.held.clear();
