@@ -546,30 +546,6 @@ fn status_at(ns: &Path) -> Option<Value> {
         .flatten()
 }
 
-/// The addresses a host's kernel is still resolving (ARP `INCOMPLETE`),
-/// read with `ip -j neigh` in its namespace (`ns`: its /run/netns path).
-fn unresolved_neighbours(ns: &Path) -> Vec<String> {
-    let Some(name) = ns.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let Ok(out) = Command::new("ip")
-        .args(["-n", name, "-j", "-4", "neigh", "show"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    entries
-        .iter()
-        .filter(|e| {
-            e["state"]
-                .as_array()
-                .is_some_and(|st| st.iter().any(|x| x == "INCOMPLETE"))
-        })
-        .filter_map(|e| e["dst"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Every host's status, asked at once (a thread each), with the true
 /// time each was asked: a sweep takes as long as the slowest answer, not
 /// the sum of them, so the statuses are near one instant.
@@ -1377,7 +1353,11 @@ impl Chaos {
         let mut waited = false;
         while start.elapsed() < NETWORK_WAIT {
             let pending = running.iter().any(|&i| {
-                unresolved_neighbours(&self.ns[i])
+                self.ns[i]
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(crate::netns::unresolved_neighbours)
+                    .unwrap_or_default()
                     .iter()
                     .any(|a| addrs.contains(a))
             });

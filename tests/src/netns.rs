@@ -241,6 +241,35 @@ impl Lab {
             .collect()
     }
 
+    /// Waits until none of `hosts` is still resolving another one's
+    /// address (an ARP entry `INCOMPLETE`, made while its cable was out and
+    /// retried on the kernel's 1 s timer), at most `max`. After a cable is
+    /// back the network delivers between them only then: a test measuring
+    /// how fast the room heals measures from there. Returns how long it
+    /// waited, if it had to.
+    #[must_use]
+    pub fn wait_resolved(&self, hosts: &[usize], max: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let addrs: Vec<String> = hosts
+            .iter()
+            .filter(|&&h| h < self.hosts.len())
+            .map(|&h| self.addr_unchecked(h).to_string())
+            .collect();
+        let mut waited = false;
+        while start.elapsed() < max {
+            let pending = hosts
+                .iter()
+                .filter_map(|&h| self.hosts.get(h))
+                .any(|ns| unresolved_neighbours(ns).iter().any(|a| addrs.contains(a)));
+            if !pending {
+                break;
+            }
+            waited = true;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        waited.then(|| start.elapsed())
+    }
+
     /// The IPv4 address of a host's `eth0` (`10.77.N.{host + 1}`).
     ///
     /// # Errors
@@ -671,6 +700,28 @@ fn sigkill(pid: u32) {
         // ESRCH (already gone) is the expected race, nothing to report.
         let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
     }
+}
+
+/// The addresses the kernel of namespace `ns` is still resolving (ARP
+/// `INCOMPLETE`), read with `ip -j neigh`.
+#[must_use]
+pub fn unresolved_neighbours(ns: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ip")
+        .args(["-n", ns, "-j", "-4", "neigh", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    entries
+        .iter()
+        .filter(|e| {
+            e["state"]
+                .as_array()
+                .is_some_and(|st| st.iter().any(|x| x == "INCOMPLETE"))
+        })
+        .filter_map(|e| e["dst"].as_str().map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]
