@@ -99,7 +99,16 @@ wait_prepared() {
 
 section "tests (cargo test --workspace)"
 # tee keeps the output visible; pipefail keeps cargo's exit status.
-cargo test --workspace 2>&1 | tee "$LOG_DIR/test.log"
+# The chaos soak runs apart, below.
+cargo test --workspace -- --skip chaos_soak_keeps_every_invariant 2>&1 | tee "$LOG_DIR/test.log"
+
+section "chaos soak (2 minutes, fixed seeds; after the background build)"
+# Its invariants include "no xrun" and the sync bound, which hold on a
+# speaker; on the VMs this project's CI uses, real-time threads miss
+# deadlines while unrelated work keeps both virtual CPUs busy, even at
+# nice 19 (docs/chaos.md). So it runs once the background job is done.
+wait_prepared
+cargo test -p autoharmonize-tests --test chaos_soak 2>&1 | tee -a "$LOG_DIR/test.log"
 
 section "fuzz smoke (cargo fuzz, ${FUZZ_SECONDS}s per target)"
 if [[ "$FUZZ_SECONDS" -eq 0 ]]; then
