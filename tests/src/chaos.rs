@@ -1332,44 +1332,21 @@ impl Chaos {
         s.log(format!("SIGCONT node {i}"));
     }
 
-    /// Undoes everything: segments, links, freezes, dead nodes, load.
-    /// Returns whether a node was restarted.
     /// Waits until no speaker host still waits for a running speaker's
     /// address to resolve (an ARP entry `INCOMPLETE`: created while its
     /// carrier was down, retried every second), at most
     /// [`NETWORK_WAIT`]. Returns how long it waited, if any entry had to
     /// be waited for.
-    fn wait_for_network(&self) -> Option<Duration> {
-        let start = Instant::now();
-        let (running, addrs): (Vec<usize>, Vec<String>) = {
+    fn wait_for_network(&mut self) -> Option<Duration> {
+        let running: Vec<usize> = {
             let s = lock(&self.shared);
-            let running: Vec<usize> = (0..self.n()).filter(|&i| s.nodes[i].running).collect();
-            let addrs = running
-                .iter()
-                .map(|&i| self.room.addr(i).to_string())
-                .collect();
-            (running, addrs)
+            (0..self.n()).filter(|&i| s.nodes[i].running).collect()
         };
-        let mut waited = false;
-        while start.elapsed() < NETWORK_WAIT {
-            let pending = running.iter().any(|&i| {
-                self.ns[i]
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(crate::netns::unresolved_neighbours)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|a| addrs.contains(a))
-            });
-            if !pending {
-                break;
-            }
-            waited = true;
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        waited.then(|| start.elapsed())
+        self.room.lab().wait_resolved(&running, NETWORK_WAIT)
     }
 
+    /// Undoes everything: segments, links, freezes, dead nodes, load.
+    /// Returns whether a node was restarted.
     fn heal_all(&mut self) -> bool {
         self.stop_load();
         if self.stranger_running {
