@@ -153,6 +153,7 @@ impl Link {
             health,
             player: None,
             library: Vec::new(),
+            saver: None,
         });
         let (commands, commands_rx) = mpsc::channel(16);
         let (discovered_tx, discovered_rx) = mpsc::channel(64);

@@ -17,11 +17,11 @@
 //! Format: 16 lowercase hex digits and a newline, the same text the logs
 //! show for a member id.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use autoharmonize_protocol::{BootId, MemberId};
 
+use crate::atomic_file;
 use crate::config::ConfigError;
 
 /// Name of the id file inside the state directory.
@@ -122,41 +122,11 @@ pub fn next_boot_epoch(state_dir: &Path) -> Result<BootId, ConfigError> {
 }
 
 fn write_atomically(state_dir: &Path, file: &Path, contents: &str) -> Result<(), ConfigError> {
-    let state = |path: &Path, action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| ConfigError::State {
-            path,
-            action,
-            source,
-        }
-    };
-    std::fs::create_dir_all(state_dir).map_err(state(state_dir, "create the directory"))?;
-    // The pid keeps two processes racing on one state dir from writing into
-    // the same temporary file; the rename makes the last one win whole.
-    let name = file
-        .file_name()
-        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = state_dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        // Durable before it becomes visible under its real name.
-        f.sync_all()
-    };
-    if let Err(source) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(state(&tmp, "write")(source));
-    }
-    if let Err(source) = std::fs::rename(&tmp, file) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(state(file, "rename the new file into place")(source));
-    }
-    // Make the rename itself durable. Opening a directory for fsync works on
-    // Linux; where it does not, the id is still written, only less durably.
-    if let Ok(dir) = std::fs::File::open(state_dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    atomic_file::replace(state_dir, file, contents.as_bytes()).map_err(|e| ConfigError::State {
+        path: e.path,
+        action: e.action,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

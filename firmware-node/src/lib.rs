@@ -5,6 +5,8 @@
 //! - [`cli`]: the command line.
 //! - [`config`]: the configuration file and flags, validated.
 //! - [`identity`]: the speaker's persistent id and boot epoch.
+//! - [`atomic_file`]: replacing a file so a power cut leaves old or new.
+//! - [`room_state`]: the room's last agreed state, kept on disk.
 //! - [`logging`]: log output.
 //! - [`clock`]: the local clock every protocol input is stamped with.
 //! - [`catalogue`]: the room's tracks and who holds which stem, for the
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod audio;
 pub mod catalogue;
 pub mod cli;
@@ -39,6 +42,7 @@ pub mod logging;
 pub mod mesh;
 pub mod notify;
 pub mod recv_stamp;
+pub mod room_state;
 pub mod send_queue;
 pub mod status;
 pub mod stream;

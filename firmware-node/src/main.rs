@@ -15,7 +15,7 @@ use autoharmonize_node::mesh::{self, Mesh, MeshSetup};
 use autoharmonize_node::notify::Supervisor;
 use autoharmonize_node::stream::link::LinkOptions;
 use autoharmonize_node::stream::{RoomHolders, StreamConfig, Streaming};
-use autoharmonize_node::{gpio, identity, logging, status};
+use autoharmonize_node::{gpio, identity, logging, room_state, status};
 use autoharmonize_protocol::exchange::LinkKey;
 use autoharmonize_protocol::seal::GroupKey;
 use autoharmonize_protocol::transport::LoadedTrack;
@@ -117,6 +117,15 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
         mesh::member_config(config.heartbeat_ms, stem.and_then(|s| u8::try_from(s).ok()));
     member_config.channels = u8::try_from(channels).unwrap_or(u8::MAX);
     member_config.track = founding_track;
+    // A room this speaker founds after a power cut comes back as it was.
+    member_config.restored = room_state::load(&config.state_dir);
+    let saver = match room_state::Saver::spawn(config.state_dir.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("the room state will not be saved (a power cut forgets it): {e}");
+            None
+        }
+    };
     let supervisor = Supervisor::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,6 +156,7 @@ fn run(cli: &Cli, config: &Config, member: MemberId, boot: BootId) -> anyhow::Re
             player,
             health: health_rx,
             library,
+            saver,
         });
         let mut watchdog = supervisor.watchdog();
         if cli.test.test_stall_on_sigusr1 {

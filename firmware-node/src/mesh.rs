@@ -20,6 +20,7 @@ use autoharmonize_protocol::catalogue::TrackInfo;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::pacing::{Pacing, SendPacer};
 use autoharmonize_protocol::playout::{ClockFeed, ClockGate};
+use autoharmonize_protocol::saved::SavedState;
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
 use autoharmonize_protocol::{BootId, LocalTime, MemberId, Nanos};
@@ -32,6 +33,7 @@ use crate::catalogue::{CatalogueView, ViewCache, short_id};
 use crate::clock::LocalClock;
 use crate::notify::Watchdog;
 use crate::recv_stamp;
+use crate::room_state::Saver;
 use crate::send_queue;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, LoadedTrackStatus, NodeStatus,
@@ -110,6 +112,9 @@ pub struct MeshSetup {
     /// The tracks this member holds, with a mask of the stems held of
     /// each, announced in the room's catalogue (a controller holds none).
     pub library: Vec<(TrackInfo, u8)>,
+    /// Where the room's agreed state is kept across power cuts (a speaker;
+    /// a controller keeps none).
+    pub saver: Option<Saver>,
 }
 
 /// Maps member ids to addresses.
@@ -122,13 +127,18 @@ struct AddressBook {
 }
 
 impl AddressBook {
-    fn learn(&mut self, id: MemberId, addr: SocketAddr) {
-        if self.learned.insert(id, addr).is_none() {
-            self.order.push_back(id);
-            if self.order.len() > MAX_BOOK
-                && let Some(old) = self.order.pop_front()
-            {
-                self.learned.remove(&old);
+    /// Records `id` at `addr`; true if that is new or changed.
+    fn learn(&mut self, id: MemberId, addr: SocketAddr) -> bool {
+        match self.learned.insert(id, addr) {
+            Some(old) => old != addr,
+            None => {
+                self.order.push_back(id);
+                if self.order.len() > MAX_BOOK
+                    && let Some(old) = self.order.pop_front()
+                {
+                    self.learned.remove(&old);
+                }
+                true
             }
         }
     }
@@ -195,6 +205,9 @@ pub struct Mesh {
     /// Whether the player was given a state.
     player_has_state: bool,
     watchdog: Watchdog,
+    /// Writes the room's state to disk, and the state last handed to it.
+    saver: Option<Saver>,
+    last_saved: Option<SavedState>,
 }
 
 impl Mesh {
@@ -253,6 +266,8 @@ impl Mesh {
             clock_gate: ClockGate::new(START_CLOCK_BOUND_US, START_CLOCK_WAIT),
             player_has_state: false,
             watchdog: Watchdog::disabled(),
+            saver: setup.saver,
+            last_saved: None,
         };
         (mesh, status_rx)
     }
@@ -302,7 +317,7 @@ impl Mesh {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(peer) = discovered.recv() => {
                     if peer.id != self.id {
-                        self.book.learn(peer.id, peer.addr);
+                        let _ = self.book.learn(peer.id, peer.addr);
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -330,10 +345,15 @@ impl Mesh {
                 self.note_send_queue();
                 self.publish();
                 self.log_drops();
+                self.save_state();
             }
             self.watchdog.pet().await;
         }
         info!(member = %self.id, "leaving the room");
+        self.save_state();
+        if let Some(s) = self.saver.take() {
+            s.finish();
+        }
         self.member.leave(self.clock.now());
         self.flush();
         if let Some(p) = self.player.take() {
@@ -348,7 +368,10 @@ impl Mesh {
             Ok(opened) => {
                 self.envelope.opened += 1;
                 let (sender, boot) = (opened.sender, BootId(opened.epoch.0));
-                self.book.learn(sender, from);
+                if self.book.learn(sender, from) {
+                    // The protocol refers newcomers to members by address.
+                    self.member.learn_address(now, sender, from);
+                }
                 self.pacer.heard(from, now);
                 self.member.handle_authenticated_received(
                     now,
@@ -506,10 +529,14 @@ impl Mesh {
     fn flush(&mut self) {
         let now = self.clock.now();
         while let Some(t) = self.member.poll_transmit() {
+            // Our book first; an address only the protocol knows (another
+            // member referred it) is the way to a member not yet heard.
+            let of = |id| self.book.of(id).or_else(|| self.member.address_of(id));
             let targets: Vec<SocketAddr> = match t.dest {
-                Dest::Member(id) => self.book.of(id).into_iter().collect(),
-                Dest::Members(ids) => ids.iter().filter_map(|&id| self.book.of(id)).collect(),
-                Dest::Everyone => self.book.everyone(),
+                Dest::Member(id) => of(id).into_iter().collect(),
+                Dest::Members(ids) => ids.iter().filter_map(|&id| of(id)).collect(),
+                Dest::Everyone => self.everyone(&[]),
+                Dest::Strangers { except } => self.everyone(&except),
             };
             for to in targets {
                 if !self.pacer.may_send(to, now) {
@@ -534,6 +561,38 @@ impl Mesh {
                     }
                 }
             }
+        }
+    }
+
+    /// Every address we could reach a room through (our book, and the
+    /// addresses the protocol was referred to), but those of `except`.
+    fn everyone(&self, except: &[MemberId]) -> Vec<SocketAddr> {
+        let skip: Vec<SocketAddr> = except
+            .iter()
+            .filter_map(|&id| self.book.of(id).or_else(|| self.member.address_of(id)))
+            .collect();
+        let mut all = self.book.everyone();
+        all.extend(self.member.known_addresses());
+        all.sort_unstable();
+        all.dedup();
+        all.retain(|a| !skip.contains(a) && Some(*a) != self.book.own);
+        all
+    }
+
+    /// Offers the room's state, as it stands now, to the saver when it
+    /// changed since the last offer (a decision, or positions that moved).
+    fn save_state(&mut self) {
+        let Some(saver) = &self.saver else {
+            return;
+        };
+        let now = self.clock.now();
+        let (Some(t), Some(at)) = (self.member.transport(), self.member.mesh_time(now)) else {
+            return;
+        };
+        let state = SavedState::capture(t, at);
+        if self.last_saved.as_ref() != Some(&state) {
+            saver.offer(state.clone());
+            self.last_saved = Some(state);
         }
     }
 

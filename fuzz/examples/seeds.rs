@@ -161,6 +161,7 @@ fn deliver(members: &mut [Member], now: LocalTime, seeds: &mut BTreeMap<&'static
                     Dest::Member(id) => *id == m.id(),
                     Dest::Members(ids) => ids.contains(&m.id()),
                     Dest::Everyone => to != from,
+                    Dest::Strangers { except } => to != from && !except.contains(&m.id()),
                 };
                 if wanted {
                     m.handle_datagram(now, &t.payload);

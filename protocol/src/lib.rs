@@ -26,6 +26,8 @@
 //!   silent for a second get a datagram per round).
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
 //!   positions, the DAC's emission times).
+//! - [`address`]: members' addresses, handed to newcomers in referrals.
+//! - [`saved`]: the room state a speaker keeps on disk across power cuts.
 //! - [`member`]: the state machine of one member (rounds, election, sealing,
 //!   commit, membership, state transfer).
 //!
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod catalogue;
 pub mod choice;
 pub mod clock;
@@ -46,6 +49,7 @@ pub mod member;
 pub mod membership;
 pub mod pacing;
 pub mod playout;
+pub mod saved;
 pub mod seal;
 pub mod time;
 pub mod transport;

@@ -164,10 +164,33 @@ pub fn room_wins(a: (usize, RoomId), b: (usize, RoomId)) -> bool {
     (core::cmp::Reverse(a.0), a.1) < (core::cmp::Reverse(b.0), b.1)
 }
 
+/// Which of two members starting together founds the room: the one whose
+/// saved room state is newer (higher `claim`, the saved state's revision;
+/// 0 for none), and on a tie the lower id. A total order, so members that
+/// hear each other's join requests agree on one founder. Returns true when
+/// `a = (claim, id)` goes before `b`.
+#[must_use]
+pub fn founder_precedes(a: (u64, MemberId), b: (u64, MemberId)) -> bool {
+    (core::cmp::Reverse(a.0), a.1) < (core::cmp::Reverse(b.0), b.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::{BootId, Round};
+
+    #[test]
+    fn the_newest_saved_state_founds_then_the_lowest_id() {
+        let (lo, hi) = (MemberId(1), MemberId(2));
+        assert!(founder_precedes((5, hi), (4, lo)), "newer state first");
+        assert!(founder_precedes((0, lo), (0, hi)), "tie: lower id");
+        assert!(!founder_precedes((0, hi), (0, lo)));
+        assert!(!founder_precedes((3, lo), (3, lo)), "irreflexive");
+        // Total: of two different members exactly one precedes.
+        for (a, b) in [((1, lo), (2, hi)), ((2, lo), (1, hi)), ((7, lo), (7, hi))] {
+            assert!(founder_precedes(a, b) ^ founder_precedes(b, a));
+        }
+    }
 
     fn member(id: u64, role: Role) -> MemberInfo {
         MemberInfo {

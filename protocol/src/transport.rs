@@ -91,6 +91,14 @@ pub struct Transport {
     /// (its channel count then comes from the founder's configuration and
     /// positions are unbounded).
     pub track: Option<LoadedTrack>,
+    /// How many decisions changed this state since the room's lineage
+    /// began: every applied round with an effect adds one, and a room
+    /// restored after a power cut carries on from the saved revision. It
+    /// orders saved states (`crate::saved`), nothing else.
+    pub revision: u64,
+    /// The state was restored from a speaker's saved state when the room
+    /// formed, and nobody has decided anything since: the mixer says so.
+    pub restored: bool,
 }
 
 /// Whether the channels of a track play, as one value for the "All" channel.
@@ -272,6 +280,8 @@ impl Transport {
         Transport {
             channels,
             track: None,
+            revision: 0,
+            restored: false,
         }
     }
 
@@ -324,7 +334,26 @@ impl Transport {
     /// gain, so a room turned down stays down; [`Gain::DEFAULT`] when the
     /// old track had no channels). The choice's channel entries are then
     /// ignored: they were decided for the old track.
+    ///
+    /// A round that changes anything (any load does) adds one to
+    /// [`Transport::revision`] and clears [`Transport::restored`].
     pub fn apply(&mut self, choice: &Choice, at: MeshTime) {
+        if choice.is_empty() {
+            return;
+        }
+        let before = self.clone();
+        self.apply_choice(choice, at);
+        // A load rebuilds the state: the lineage's count carries over.
+        (self.revision, self.restored) = (before.revision, before.restored);
+        if *self != before || choice.load.is_some() {
+            // A round that changed something: one more revision, and the
+            // state is the room's own now, no longer the restored one.
+            self.revision = self.revision.saturating_add(1);
+            self.restored = false;
+        }
+    }
+
+    fn apply_choice(&mut self, choice: &Choice, at: MeshTime) {
         if let Some(load) = choice.load {
             let gain = if self.channels.is_empty() {
                 Gain::DEFAULT

@@ -16,6 +16,7 @@
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
+use crate::address::PeerAddress;
 use crate::catalogue::{CatalogueAnswer, CatalogueQuery};
 use crate::event::Vote;
 use crate::ids::{BootId, MemberId, RoomId, Round, Term};
@@ -23,7 +24,7 @@ use crate::time::{LocalTime, MeshTime, Nanos};
 use crate::transport::Transport;
 
 /// Version of the datagram format; the first byte of every datagram.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Largest datagram a member sends or accepts: fits one UDP datagram on any
 /// path without IP fragmentation (the QUIC minimum).
@@ -248,6 +249,32 @@ pub struct JoinRequest {
     pub sent_at: LocalTime,
     /// The stem the sender plays, if a speaker.
     pub stem: Option<u8>,
+    /// Revision of the room state the sender saved before it stopped (0:
+    /// none). Among members starting together, the one with the newest
+    /// saved state founds the room, so a room that lost power comes back as
+    /// it was (see `membership::founder_precedes`).
+    pub claim: u64,
+}
+
+/// Most addresses one [`Referral`] carries: a full view takes two.
+pub const REFERRAL_PEERS: usize = 32;
+
+/// A member's answer to someone outside its room that reached it (a join
+/// request, a foreign room's heartbeat): who leads the room and where the
+/// room's members are, so the newcomer can ask the leader directly. A
+/// leader also sends it to a member it admits, so the newcomer can reach
+/// every member, not only the one it knew.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
+pub struct Referral {
+    /// Common fields (the sender's room).
+    pub hdr: Header,
+    /// The leader the sender follows (or is).
+    pub leader: Option<MemberId>,
+    /// Speakers in the sender's view (for the room merge rule).
+    pub room_size: u8,
+    /// Members of the sender's view and their addresses as the sender sees
+    /// them (a part of the view when it holds more than [`REFERRAL_PEERS`]).
+    pub peers: heapless::Vec<PeerAddress, REFERRAL_PEERS>,
 }
 
 /// Committed state transfer, in parts when the view is large.
@@ -368,6 +395,8 @@ pub enum Message {
     CatalogueRequest(CatalogueRequest),
     /// A member's catalogue answers.
     CatalogueReply(CatalogueReply),
+    /// Who leads a room and where its members are.
+    Referral(Referral),
 }
 
 /// Largest possible encoded message, version byte included.
@@ -414,6 +443,7 @@ impl Message {
             Message::Leave(m) => &m.hdr,
             Message::CatalogueRequest(m) => &m.hdr,
             Message::CatalogueReply(m) => &m.hdr,
+            Message::Referral(m) => &m.hdr,
         }
     }
 
@@ -511,7 +541,7 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                3, 0, // version, kind = Heartbeat
+                4, 0, // version, kind = Heartbeat
                 0x82, 0x02, 7, 0, 1, 5, 1, 3, // header
                 0xAC, 0x02, // round 300
                 0xE8, 0x07, // sent_at 1000
@@ -531,7 +561,50 @@ mod tests {
     #[test]
     fn pinned_leave_bytes() {
         let msg = Message::Leave(Leave { hdr: hdr() });
-        assert_eq!(msg.encode(), [3, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
+        assert_eq!(msg.encode(), [4, 9, 0x82, 0x02, 7, 0, 1, 5, 1, 3]);
+    }
+
+    #[test]
+    fn pinned_join_request_and_referral_bytes() {
+        let msg = Message::JoinRequest(JoinRequest {
+            hdr: hdr(),
+            sent_at: LocalTime(1_000),
+            stem: Some(2),
+            claim: 300,
+        });
+        assert_eq!(
+            msg.encode(),
+            [
+                4, 4, 0x82, 0x02, 7, 0, 1, 5, 1, 3, 0xE8, 0x07, 1, 2, 0xAC, 0x02
+            ]
+        );
+        let mut peers = heapless::Vec::new();
+        peers
+            .push(PeerAddress {
+                id: MemberId(1),
+                addr: crate::address::WireAddr::V4 {
+                    ip: [127, 0, 0, 1],
+                    port: 4500,
+                },
+            })
+            .expect("capacity");
+        let msg = Message::Referral(Referral {
+            hdr: hdr(),
+            leader: Some(MemberId(1)),
+            room_size: 3,
+            peers,
+        });
+        let bytes = msg.encode();
+        assert_eq!(
+            bytes,
+            [
+                4, 12, // version, kind = Referral
+                0x82, 0x02, 7, 0, 1, 5, 1, 3, // header
+                1, 1, 3, // leader Some(1), room_size 3
+                1, 1, 0, 127, 0, 0, 1, 0x94, 0x23, // member 1 at 127.0.0.1:4500
+            ]
+        );
+        assert_eq!(Message::decode(&bytes), Ok(msg));
     }
 
     #[test]
@@ -539,7 +612,8 @@ mod tests {
         assert_eq!(Message::decode(&[]), Err(DecodeError::Empty));
         assert_eq!(Message::decode(&[1, 0]), Err(DecodeError::Version(1)));
         assert_eq!(Message::decode(&[2, 0]), Err(DecodeError::Version(2)));
-        assert_eq!(Message::decode(&[4, 0]), Err(DecodeError::Version(4)));
+        assert_eq!(Message::decode(&[3, 0]), Err(DecodeError::Version(3)));
+        assert_eq!(Message::decode(&[5, 0]), Err(DecodeError::Version(5)));
         assert_eq!(Message::decode(&[VERSION]), Err(DecodeError::Malformed));
         assert_eq!(
             Message::decode(&[VERSION, 200]),
@@ -632,6 +706,8 @@ mod tests {
                 id: TrackId([0xFF; 16]),
                 length: Frames(u64::MAX),
             }),
+            revision: u64::MAX,
+            restored: true,
         }
     }
 
@@ -884,8 +960,11 @@ mod tests {
                 0..=MAX_CHANNELS,
             ),
             any::<Option<([u8; 16], u64)>>(),
+            any::<(u64, bool)>(),
         )
-            .prop_map(|(chs, track)| Transport {
+            .prop_map(|(chs, track, (revision, restored))| Transport {
+                revision,
+                restored,
                 track: track.map(|(id, l)| LoadedTrack {
                     id: TrackId(id),
                     length: Frames(l),
@@ -960,13 +1039,45 @@ mod tests {
                     t3: MeshTime(c),
                 })
             }),
-            (header(), any::<u64>(), any::<Option<u8>>()).prop_map(|(hdr, s, stem)| {
-                Message::JoinRequest(JoinRequest {
-                    hdr,
-                    sent_at: LocalTime(s),
-                    stem,
-                })
-            }),
+            (header(), any::<u64>(), any::<Option<u8>>(), any::<u64>()).prop_map(
+                |(hdr, s, stem, claim)| {
+                    Message::JoinRequest(JoinRequest {
+                        hdr,
+                        sent_at: LocalTime(s),
+                        stem,
+                        claim,
+                    })
+                }
+            ),
+            (
+                header(),
+                any::<(Option<u64>, u8)>(),
+                proptest::collection::vec(
+                    (any::<u64>(), any::<([u8; 16], u16, bool)>()),
+                    0..=REFERRAL_PEERS
+                )
+            )
+                .prop_map(|(hdr, (leader, room_size), peers)| {
+                    Message::Referral(Referral {
+                        hdr,
+                        leader: leader.map(MemberId),
+                        room_size,
+                        peers: peers
+                            .into_iter()
+                            .map(|(id, (ip, port, v6))| PeerAddress {
+                                id: MemberId(id),
+                                addr: if v6 {
+                                    crate::address::WireAddr::V6 { ip, port }
+                                } else {
+                                    crate::address::WireAddr::V4 {
+                                        ip: [ip[0], ip[1], ip[2], ip[3]],
+                                        port,
+                                    }
+                                },
+                            })
+                            .collect(),
+                    })
+                }),
             (
                 header(),
                 entry_id(),

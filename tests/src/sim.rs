@@ -14,7 +14,8 @@
 //! error, and commit gaps.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use autoharmonize_protocol::event::{Event, Vote};
@@ -77,13 +78,28 @@ struct Node {
     /// True time this incarnation started, and last joined a room.
     started: u64,
     settled_since: u64,
+    /// Knowledge of peers, when partial: the processes this one is
+    /// configured with (static peers). `None`: it knows everyone (mDNS on
+    /// a LAN).
+    static_peers: Option<BTreeSet<usize>>,
+    /// Processes this incarnation's shell received a datagram from (its
+    /// address book learns them, and tells the member).
+    learned: BTreeSet<usize>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
-    Deliver { to: usize, payload: Rc<[u8]> },
-    Timer { node: usize },
-    Thaw { node: usize },
+    Deliver {
+        from: usize,
+        to: usize,
+        payload: Rc<[u8]>,
+    },
+    Timer {
+        node: usize,
+    },
+    Thaw {
+        node: usize,
+    },
 }
 
 /// What one committed round looked like, for agreement checks.
@@ -167,6 +183,34 @@ impl Sim {
         net: NetConfig,
         config: Config,
     ) -> Sim {
+        Sim::build(seed, speakers, controllers, net, config, None)
+    }
+
+    /// Like [`Sim::with_config`], with partial knowledge of peers: process
+    /// `i` starts knowing only the addresses of `static_peers[i]` (as a
+    /// speaker configured with static peers and no mDNS), and learns others
+    /// only from the datagrams it receives and from referrals. Processes
+    /// are not started: call [`Sim::start`] for each, when it should boot.
+    #[must_use]
+    pub fn with_static_peers(
+        seed: u64,
+        speakers: usize,
+        controllers: usize,
+        net: NetConfig,
+        config: Config,
+        static_peers: &[Vec<usize>],
+    ) -> Sim {
+        Sim::build(seed, speakers, controllers, net, config, Some(static_peers))
+    }
+
+    fn build(
+        seed: u64,
+        speakers: usize,
+        controllers: usize,
+        net: NetConfig,
+        config: Config,
+        static_peers: Option<&[Vec<usize>]>,
+    ) -> Sim {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut nodes = Vec::new();
         let mut index = HashMap::new();
@@ -190,6 +234,9 @@ impl Sim {
                 loop_lag: 0,
                 started: 0,
                 settled_since: 0,
+                static_peers: static_peers
+                    .map(|p| p.get(i).into_iter().flatten().copied().collect()),
+                learned: BTreeSet::new(),
             });
             index.insert(id, i);
         }
@@ -212,10 +259,70 @@ impl Sim {
             disturbed: Vec::new(),
             metrics: Metrics::default(),
         };
-        for i in 0..sim.nodes.len() {
-            sim.start(i);
+        if static_peers.is_none() {
+            for i in 0..sim.nodes.len() {
+                sim.start(i);
+            }
         }
         sim
+    }
+
+    /// Sets the static peers process `i` is configured with from its next
+    /// start on (partial knowledge only; see [`Sim::with_static_peers`]).
+    pub fn set_static_peers(&mut self, i: usize, peers: &[usize]) {
+        if let Some(p) = self.nodes[i].static_peers.as_mut() {
+            *p = peers.iter().copied().collect();
+        }
+    }
+
+    /// The address process `i` has on the simulated network.
+    #[must_use]
+    pub fn address(i: usize) -> SocketAddr {
+        let i = u32::try_from(i).expect("a simulated room is small");
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | (i & 0xff_ffff))),
+            4000,
+        )
+    }
+
+    fn process_at(&self, a: SocketAddr) -> Option<usize> {
+        match a.ip() {
+            IpAddr::V4(ip) if a.port() == 4000 => {
+                let i = usize::try_from(u32::from(ip) & 0xff_ffff).ok()?;
+                (i < self.nodes.len()).then_some(i)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where process `i`'s datagrams for member `id` go: nowhere if its
+    /// shell does not know the address (neither in its book nor from its
+    /// member's referrals).
+    fn resolve(&self, i: usize, id: MemberId) -> Option<usize> {
+        let j = *self.index.get(&id)?;
+        let n = &self.nodes[i];
+        let Some(book) = &n.static_peers else {
+            return Some(j);
+        };
+        if book.contains(&j) || n.learned.contains(&j) {
+            return Some(j);
+        }
+        let m = self.nodes[i].member.as_ref()?;
+        m.address_of(id).and_then(|a| self.process_at(a))
+    }
+
+    /// Every process `i`'s shell would send a datagram for everyone to.
+    fn everyone(&self, i: usize) -> Vec<usize> {
+        let n = &self.nodes[i];
+        let Some(book) = &n.static_peers else {
+            return (0..self.nodes.len()).filter(|&j| j != i).collect();
+        };
+        let mut all: BTreeSet<usize> = book.union(&n.learned).copied().collect();
+        if let Some(m) = self.nodes[i].member.as_ref() {
+            all.extend(m.known_addresses().filter_map(|a| self.process_at(a)));
+        }
+        all.remove(&i);
+        all.into_iter().collect()
     }
 
     /// The seed this run was built from.
@@ -276,6 +383,8 @@ impl Sim {
         n.frozen_until = None;
         n.backlog.clear();
         n.timer = None;
+        // A new process: its address book starts from its configuration.
+        n.learned.clear();
         self.after_input(i);
     }
 
@@ -447,9 +556,19 @@ impl Sim {
 
     fn dispatch(&mut self, action: Action) {
         match action {
-            Action::Deliver { to, payload } => {
+            Action::Deliver { from, to, payload } => {
                 if self.nodes[to].member.is_none() {
                     return;
+                }
+                // The shell learns the sender's address, and tells its
+                // member when it is new (as the node's mesh loop does).
+                let local = self.local(to, self.now);
+                let from_id = self.nodes[from].id;
+                let node = &mut self.nodes[to];
+                if node.learned.insert(from)
+                    && let Some(m) = node.member.as_mut()
+                {
+                    m.learn_address(local, from_id, Sim::address(from));
                 }
                 if self.nodes[to].frozen_until.is_some() {
                     if self.nodes[to].backlog.len() < 512 {
@@ -516,12 +635,19 @@ impl Sim {
         {
             let payload: Rc<[u8]> = t.payload.into();
             let targets: Vec<usize> = match t.dest {
-                Dest::Member(id) => self.index.get(&id).copied().into_iter().collect(),
-                Dest::Members(ids) => ids
-                    .iter()
-                    .filter_map(|id| self.index.get(id).copied())
-                    .collect(),
-                Dest::Everyone => (0..self.nodes.len()).filter(|&j| j != i).collect(),
+                Dest::Member(id) => self.resolve(i, id).into_iter().collect(),
+                Dest::Members(ids) => ids.iter().filter_map(|&id| self.resolve(i, id)).collect(),
+                Dest::Everyone => self.everyone(i),
+                Dest::Strangers { except } => {
+                    let skip: BTreeSet<usize> = except
+                        .iter()
+                        .filter_map(|&id| self.resolve(i, id))
+                        .collect();
+                    self.everyone(i)
+                        .into_iter()
+                        .filter(|j| !skip.contains(j))
+                        .collect()
+                }
             };
             for to in targets {
                 self.send(i, to, Rc::clone(&payload));
@@ -561,6 +687,7 @@ impl Sim {
             self.push(
                 at,
                 Action::Deliver {
+                    from,
                     to,
                     payload: Rc::clone(&payload),
                 },

@@ -31,19 +31,22 @@ mod replica;
 mod votes;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 
+use crate::address::{AddressTable, PeerAddress, WireAddr};
 use crate::catalogue::{Catalogue, CatalogueAnswer, TrackInfo};
 use crate::clock::{ClockEstimator, ClockSample, MeshClock};
 use crate::event::{Event, Vote};
 use crate::ids::{BootId, Channel, MemberId, RoomId, Round, Term};
-use crate::membership::{View, room_wins};
+use crate::membership::{View, founder_precedes, room_wins};
+use crate::saved::SavedState;
 use crate::time::{LocalTime, MeshTime, Nanos};
 use crate::transport::{Gain, LoadedTrack, MAX_CHANNELS, Transport};
 use crate::wire::{
     Append, CatalogueReply, CatalogueRequest, ClockReply, DecodeError, Entry, EntryId, Header,
     Health, Heartbeat, JoinRequest, Leave, MAX_CARRIED_ENTRIES, MAX_ENTRY_VOTES, MAX_MEMBERS,
-    MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS, MAX_VIEW_CHANGES, MemberInfo, Message, Role,
-    SNAPSHOT_MEMBERS_PER_PART, Snapshot, SnapshotRequest, ViewChange, VoteCast,
+    MAX_RELAYED_VOTES, MAX_SNAPSHOT_PARTS, MAX_VIEW_CHANGES, MemberInfo, Message, REFERRAL_PEERS,
+    Referral, Role, SNAPSHOT_MEMBERS_PER_PART, Snapshot, SnapshotRequest, ViewChange, VoteCast,
 };
 
 pub use replica::{Applied, Timing};
@@ -82,6 +85,11 @@ pub struct Config {
     pub vote_ttl: Nanos,
     /// Rounds between a leader's beacons to every known peer.
     pub beacon_every: u64,
+    /// The room state this speaker saved before it last stopped, if any: a
+    /// room it founds as a fresh member starts from it (paused), and its
+    /// join requests claim it so that members starting together let the
+    /// newest saved state found the room (see [`crate::saved`]).
+    pub restored: Option<SavedState>,
 }
 
 impl Default for Config {
@@ -102,6 +110,7 @@ impl Default for Config {
             discover_for: Nanos::from_millis(1000),
             vote_ttl: Nanos::from_secs(2),
             beacon_every: 2,
+            restored: None,
         }
     }
 }
@@ -117,6 +126,13 @@ pub enum Dest {
     /// Every peer the shell knows of, member or not (discovery results and
     /// static peers): used by joiners and by leaders' beacons.
     Everyone,
+    /// Every peer the shell knows of except these members (our view): a
+    /// follower's occasional heartbeat to whoever it knows outside its room,
+    /// so rooms that only followers can reach still find each other.
+    Strangers {
+        /// Members not to send to.
+        except: Vec<MemberId>,
+    },
 }
 
 /// A datagram to send.
@@ -333,6 +349,16 @@ struct LeaderState {
     stranger_beacons: BTreeMap<MemberId, LocalTime>,
 }
 
+/// At most one referral (or answering heartbeat) per stranger per this long.
+const REFER_EVERY: Nanos = Nanos::from_millis(250);
+
+/// A follower sends its heartbeat to peers outside its view every this
+/// many rounds (a leader beacons to everyone every `beacon_every`).
+const STRANGER_BEACON_EVERY: u64 = 3;
+
+/// Addresses of members outside the view are forgotten after this long.
+const STRANGER_ADDRESS_TTL: Nanos = Nanos::from_secs(30);
+
 /// Parts of a snapshot being assembled.
 #[derive(Debug)]
 struct Assembly {
@@ -394,6 +420,10 @@ pub struct Member {
     counters: Counters,
     /// The room's tracks, holdings and names (see [`crate::catalogue`]).
     catalogue: Catalogue,
+    /// Where members' datagrams come from, and addresses others referred.
+    addresses: AddressTable,
+    /// Last referral sent to each stranger, to rate-limit (bounded).
+    referred: BTreeMap<MemberId, LocalTime>,
 }
 
 impl Member {
@@ -439,7 +469,33 @@ impl Member {
             events: VecDeque::new(),
             counters: Counters::default(),
             catalogue: Catalogue::new(id, ""),
+            addresses: AddressTable::default(),
+            referred: BTreeMap::new(),
         }
+    }
+
+    /// Tells the member that an authenticated datagram from `id` came from
+    /// `addr` (the shell calls it when the address is new or changed). The
+    /// member hands such addresses to newcomers in referrals.
+    pub fn learn_address(&mut self, now: LocalTime, id: MemberId, addr: SocketAddr) {
+        if id != self.id {
+            self.addresses.seen(id, WireAddr::from(addr), now);
+        }
+    }
+
+    /// Where `id` can be reached, as far as this member knows: seen, or
+    /// referred by another member. The shell falls back on it for
+    /// destinations its own address book lacks.
+    #[must_use]
+    pub fn address_of(&self, id: MemberId) -> Option<SocketAddr> {
+        self.addresses.get(id).map(SocketAddr::from)
+    }
+
+    /// Every address this member knows (seen or referred): the shell adds
+    /// them to its own peers when it sends to everyone, so a room a
+    /// referral named is reachable by beacons too.
+    pub fn known_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.addresses.iter().map(SocketAddr::from)
     }
 
     /// Sets this member's name and library (the tracks it holds, with a
@@ -647,6 +703,15 @@ impl Member {
         self.events.push_back(event);
     }
 
+    /// What our join requests claim: the revision of the state we saved
+    /// before we stopped, while we have no room state of our own.
+    fn claim(&self) -> u64 {
+        match (&self.replica, &self.cfg.restored) {
+            (None, Some(saved)) => saved.revision,
+            _ => 0,
+        }
+    }
+
     fn header(&self) -> Header {
         Header {
             from: self.id,
@@ -845,6 +910,7 @@ impl Member {
             Message::Leave(l) => self.on_leave(now, l),
             Message::CatalogueRequest(q) => self.on_catalogue_request(q),
             Message::CatalogueReply(a) => self.on_catalogue_reply(a),
+            Message::Referral(r) => self.on_referral(now, r),
         }
     }
 
@@ -891,6 +957,10 @@ impl Member {
         let (view, log_view) = (&r.view, r.log_view());
         self.catalogue
             .retain(|id| view.get(id).is_some() || log_view.get(id).is_some());
+        self.addresses.retain_recent(
+            |id| view.get(id).is_some() || log_view.get(id).is_some(),
+            LocalTime(now.0.saturating_sub(STRANGER_ADDRESS_TTL.0)),
+        );
         for (to, query) in self.catalogue.poll_queries(now) {
             let msg = Message::CatalogueRequest(CatalogueRequest {
                 hdr: self.header(),
@@ -1037,60 +1107,224 @@ impl Member {
             return;
         };
         let from_leader = h.leader == Some(h.hdr.from);
+        if from_leader {
+            self.consider_room(now, their_room, h.room_size, h.hdr.from);
+        }
+        let ours = self
+            .replica
+            .as_ref()
+            .filter(|_| matches!(self.phase, Phase::Member))
+            .map(|r| (r.view.speaker_count(), r.room));
+        let Some(mine) = ours else {
+            if !from_leader && matches!(self.phase, Phase::Seeking { .. }) {
+                // A member of a room that is not its leader: ask it, and
+                // it refers us to the leader.
+                self.ask_stranger(now, h.hdr.from, Some(their_room));
+            }
+            return;
+        };
+        self.counters.stale += 1;
+        if mine.1 == their_room {
+            return;
+        }
+        let theirs = (usize::from(h.room_size), their_room);
+        if room_wins(mine, theirs) {
+            // Our room wins: show the stranger the way in. A leader's
+            // heartbeat is enough (the stranger learns its address from
+            // it); a follower names its leader and where it is.
+            if self.is_leader() {
+                self.beacon_to_stranger(now, h.hdr.from);
+            } else {
+                self.refer(now, h.hdr.from);
+            }
+        } else if !from_leader {
+            // Theirs wins but we heard a follower: answer with our own
+            // heartbeat, so that it refers us to its leader.
+            self.ask_stranger(now, h.hdr.from, None);
+        }
+    }
+
+    /// Makes a member of another room tell us where its leader is: a join
+    /// request while we seek, our heartbeat while we are in a room (it
+    /// answers a losing room's heartbeat with a referral). Rate-limited.
+    fn ask_stranger(&mut self, now: LocalTime, to: MemberId, room: Option<RoomId>) {
+        if !self.note_answered(now, to) {
+            return;
+        }
+        let msg = match self.phase {
+            Phase::Seeking { .. } => {
+                let mut hdr = self.header();
+                hdr.room = room;
+                Message::JoinRequest(JoinRequest {
+                    hdr,
+                    sent_at: now,
+                    stem: self.cfg.stem,
+                    claim: self.claim(),
+                })
+            }
+            Phase::Member => self.heartbeat_msg(now),
+        };
+        self.push_transmit(Dest::Member(to), &msg);
+    }
+
+    /// Records that we answer stranger `to` now; false if we did within
+    /// [`REFER_EVERY`] (bounded map: the oldest are forgotten).
+    fn note_answered(&mut self, now: LocalTime, to: MemberId) -> bool {
+        if self
+            .referred
+            .get(&to)
+            .is_some_and(|&t| now.since(t) < REFER_EVERY)
+        {
+            return false;
+        }
+        if self.referred.len() >= MAX_MEMBERS {
+            self.referred.retain(|_, t| now.since(*t) < REFER_EVERY);
+            if self.referred.len() >= MAX_MEMBERS {
+                self.referred.clear();
+            }
+        }
+        self.referred.insert(to, now);
+        true
+    }
+
+    /// We heard of a live room `room` of `size` speakers led by `leader`
+    /// (from the leader itself, or named by one of its members): join it if
+    /// we have no room yet, or merge into it if the merge rule prefers it
+    /// to ours.
+    fn consider_room(&mut self, now: LocalTime, room: RoomId, size: u8, leader: MemberId) {
         match self.phase {
             Phase::Seeking {
                 ref mut target,
                 ref mut defer_to_lower,
                 ..
             } => {
-                if from_leader {
-                    // A live room exists: join it rather than found another.
-                    // Prefer the room the merge rule prefers.
-                    let theirs = (usize::from(h.room_size), their_room);
-                    let better = match *target {
-                        None => true,
-                        Some((room, _)) if room == their_room => true,
-                        Some((room, _)) => room_wins(theirs, (0, room)),
-                    };
-                    if better {
-                        *target = Some((their_room, h.hdr.from));
-                        *defer_to_lower = Some(now);
-                        self.request_join(now, h.hdr.from, Some(their_room));
-                    }
+                // A live room exists: join it rather than found another.
+                // Prefer the room the merge rule prefers.
+                let theirs = (usize::from(size), room);
+                let better = match *target {
+                    None => true,
+                    Some((t, _)) if t == room => true,
+                    Some((t, _)) => room_wins(theirs, (0, t)),
+                };
+                if better {
+                    *target = Some((room, leader));
+                    *defer_to_lower = Some(now);
+                    self.request_join(now, leader, Some(room));
                 }
             }
             Phase::Member => {
                 let Some(r) = self.replica.as_ref() else {
                     return;
                 };
+                if r.room == room {
+                    return;
+                }
                 let mine = (r.view.speaker_count(), r.room);
-                let theirs = (usize::from(h.room_size), their_room);
+                let theirs = (usize::from(size), room);
                 // A room that has not decided anything for a while may be
                 // dead (its quorum counts members that crashed): its size
                 // proves nothing, so a live room wins over it.
                 let stalled = self
                     .last_commit_advance
                     .is_none_or(|t| now.since(t) >= Nanos(2 * self.cfg.election_after.0));
-                if from_leader && (room_wins(theirs, mine) || stalled) {
+                if room_wins(theirs, mine) || stalled {
                     // Merge: leave our room and join theirs.
                     let msg = Message::Leave(Leave { hdr: self.header() });
                     let dest = Dest::Members(self.others());
                     self.push_transmit(dest, &msg);
                     self.phase = Phase::Seeking {
                         since: now,
-                        target: Some((their_room, h.hdr.from)),
+                        target: Some((room, leader)),
                         last_request: None,
                         defer_to_lower: None,
                     };
                     self.role = Leadership::Follower;
                     self.leader = None;
-                    self.request_join(now, h.hdr.from, Some(their_room));
-                } else if self.is_leader() && room_wins(mine, theirs) {
-                    self.beacon_to_stranger(now, h.hdr.from);
+                    self.request_join(now, leader, Some(room));
                 }
-                self.counters.stale += 1;
             }
         }
+    }
+
+    /// Tells `to` (outside our view) who leads our room and where the view's
+    /// members are, in as many referrals as the view needs. Rate-limited
+    /// per stranger; nothing is sent while our room cannot decide, or we
+    /// know of no leader or cannot say where it is.
+    fn refer(&mut self, now: LocalTime, to: MemberId) {
+        let Some(leader) = self.leader else {
+            return;
+        };
+        if !self.writable(now) {
+            // Our room decides nothing at the moment (no quorum, a leader
+            // gone): it is no room to send anyone to, and a newcomer that
+            // waited on it would never found one of its own.
+            return;
+        }
+        if leader != self.id && self.addresses.get(leader).is_none() {
+            return;
+        }
+        if !self.note_answered(now, to) {
+            return;
+        }
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let room_size = u8::try_from(r.view.speaker_count()).unwrap_or(u8::MAX);
+        // The leader first: a newcomer needs it above all others. Our own
+        // address is the one the datagram comes from.
+        let known: Vec<PeerAddress> = core::iter::once(leader)
+            .chain(r.view.members().iter().map(|m| m.id))
+            .filter(|&id| id != to && id != self.id)
+            .enumerate()
+            .filter(|&(i, id)| i == 0 || id != leader)
+            .filter_map(|(_, id)| {
+                let addr = self.addresses.get(id)?;
+                Some(PeerAddress { id, addr })
+            })
+            .collect();
+        let hdr = self.header();
+        let mut msgs: Vec<Message> = known
+            .chunks(REFERRAL_PEERS)
+            .map(|chunk| {
+                Message::Referral(Referral {
+                    hdr,
+                    leader: Some(leader),
+                    room_size,
+                    peers: chunk.iter().copied().collect(),
+                })
+            })
+            .collect();
+        if msgs.is_empty() {
+            // A lone leader: the referral only names it.
+            msgs.push(Message::Referral(Referral {
+                hdr,
+                leader: Some(leader),
+                room_size,
+                peers: heapless::Vec::new(),
+            }));
+        }
+        for m in msgs {
+            self.push_transmit(Dest::Member(to), &m);
+        }
+    }
+
+    /// Another member names its room's leader and members: remember where
+    /// they are, then treat it like hearing that room's leader.
+    fn on_referral(&mut self, now: LocalTime, r: Referral) {
+        for p in &r.peers {
+            if p.id != self.id {
+                self.addresses.referred(p.id, p.addr, now);
+            }
+        }
+        let (Some(room), Some(leader)) = (r.hdr.room, r.leader) else {
+            return;
+        };
+        if leader == self.id || (leader != r.hdr.from && self.addresses.get(leader).is_none()) {
+            // Nowhere to ask: the referral is no way in.
+            self.counters.stale += 1;
+            return;
+        }
+        self.consider_room(now, room, r.room_size, leader);
     }
 
     fn request_join(&mut self, now: LocalTime, to: MemberId, room: Option<RoomId>) {
@@ -1108,6 +1342,7 @@ impl Member {
             hdr,
             sent_at: now,
             stem: self.cfg.stem,
+            claim: self.claim(),
         });
         self.push_transmit(Dest::Member(to), &msg);
     }
@@ -1277,11 +1512,21 @@ impl Member {
     }
 
     fn on_join_request(&mut self, now: LocalTime, j: JoinRequest) {
+        let mine = (self.claim(), self.id);
         if let Phase::Seeking { defer_to_lower, .. } = &mut self.phase {
-            // Two fresh members: the lower id founds, the other joins it.
-            if j.hdr.room.is_none() && j.hdr.from < self.id && j.hdr.role == Role::Speaker {
+            // Two fresh members: the one with the newest saved state (then
+            // the lower id) founds, the other joins it.
+            if j.hdr.room.is_none()
+                && j.hdr.role == Role::Speaker
+                && founder_precedes((j.claim, j.hdr.from), mine)
+            {
                 *defer_to_lower = Some(now);
             }
+            return;
+        }
+        if !self.is_leader() {
+            // Reached through us: tell it who leads and where everyone is.
+            self.refer(now, j.hdr.from);
             return;
         }
         let t2 = self.mesh_time(now).unwrap_or_default();
@@ -1310,6 +1555,8 @@ impl Member {
             };
             ls.joining.insert(j.hdr.from, (info, j.sent_at, t2));
         }
+        // So the newcomer can reach every member, not only us.
+        self.refer(now, j.hdr.from);
     }
 
     fn on_snapshot_request(&mut self, now: LocalTime, s: SnapshotRequest) {
@@ -1554,6 +1801,7 @@ impl Member {
                         hdr: self.header(),
                         sent_at: now,
                         stem: self.cfg.stem,
+                        claim: self.claim(),
                     });
                     self.push_transmit(Dest::Everyone, &msg);
                 }
@@ -1563,7 +1811,11 @@ impl Member {
         // hearing of a live room or of a lower-id member also seeking (that
         // one founds, we join it).
         let waited = now.since(since);
-        let hinted = defer_to_lower.is_some_and(|t| now.since(t) < self.cfg.discover_for);
+        // A hint holds us back only so long: a room we hear of but cannot
+        // get into (its leader unreachable from here) must not keep a
+        // speaker out of every room.
+        let hinted = defer_to_lower.is_some_and(|t| now.since(t) < self.cfg.discover_for)
+            && waited < self.cfg.solo_after;
         if self.cfg.role == Role::Speaker && waited >= self.cfg.discover_for && !hinted {
             self.found_room(now);
         }
@@ -1587,10 +1839,13 @@ impl Member {
             stem: self.cfg.stem,
             last_seq: 0,
         };
-        let transport = self
-            .replica
-            .as_ref()
-            .map_or_else(|| self.founding_transport(mesh), |r| r.transport.clone());
+        // A speaker cut off keeps the state it had; a fresh one starts from
+        // what it saved before it stopped (once: after that it has a room's).
+        let transport = match (&self.replica, self.cfg.restored.take()) {
+            (Some(r), _) => r.transport.clone(),
+            (None, Some(saved)) => saved.transport(mesh),
+            (None, None) => self.founding_transport(mesh),
+        };
         let term = Term(1);
         let commit = EntryId { round, term };
         self.replica = Some(Replica::found(
@@ -1716,8 +1971,21 @@ impl Member {
     fn send_heartbeat(&mut self, now: LocalTime) {
         self.heartbeat_round = self.current_round(now);
         let msg = self.heartbeat_msg(now);
-        let dest = Dest::Members(self.others());
-        self.push_transmit(dest, &msg);
+        let others = self.others();
+        if self
+            .heartbeat_round
+            .is_some_and(|r| r.0.is_multiple_of(STRANGER_BEACON_EVERY))
+        {
+            // Whoever we know outside the room hears of it now and then:
+            // two rooms that only followers can reach merge all the same.
+            self.push_transmit(
+                Dest::Strangers {
+                    except: others.clone(),
+                },
+                &msg,
+            );
+        }
+        self.push_transmit(Dest::Members(others), &msg);
     }
 
     // ----- leader ------------------------------------------------------
