@@ -833,6 +833,8 @@ impl Mesh {
             track,
             tracks: Arc::clone(self.catalogue_view.status()),
             catalogue_complete: catalogue.is_complete(),
+            restored: self.member.transport().is_some_and(|t| t.restored),
+            revision: self.member.transport().map_or(0, |t| t.revision),
         };
         self.status_tx.send_replace(Arc::new(status));
         if rebuilt {

@@ -79,6 +79,12 @@ pub struct NodeStatus {
     pub tracks: Arc<[crate::catalogue::TrackStatus]>,
     /// Whether every member's catalogue index has arrived.
     pub catalogue_complete: bool,
+    /// The room's state was restored from a speaker's saved state when
+    /// the room formed (after a power cut), and nothing was decided since.
+    pub restored: bool,
+    /// Revision of the room's state: how many decisions changed it (see
+    /// `protocol::transport::Transport::revision`).
+    pub revision: u64,
 }
 
 /// The track the room has loaded.

@@ -346,7 +346,12 @@ impl LoopRoom {
 
     fn start_node(&mut self, i: usize) {
         let d = self.dir.path();
-        let log = std::fs::File::create(d.join(format!("node{i}.log"))).expect("log file");
+        // Appended to, so a restarted node's log follows its earlier runs.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(d.join(format!("node{i}.log")))
+            .expect("log file");
         let mut cmd = Command::new(node_bin());
         cmd.arg("--secret-file")
             .arg(d.join("secret"))
@@ -384,6 +389,18 @@ impl LoopRoom {
         cmd.stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log));
         self.children[i] = Some(cmd.spawn().expect("node starts"));
+    }
+
+    /// Starts node `i` again (after [`LoopRoom::kill`]), with the same
+    /// state directory, media and ports.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.start_node(i);
+    }
+
+    /// Node `i`'s mesh port.
+    pub fn mesh_port(&self, i: usize) -> u16 {
+        self.mesh_ports[i]
     }
 
     /// Kills node `i` (SIGKILL, by pid).
