@@ -36,6 +36,10 @@ pub enum Discovery {
     StaticPeers,
     /// mDNS only, no static peers.
     Mdns,
+    /// A chain: node `i` lists only node `i - 1` as a static peer (node 0
+    /// none); mDNS off. The room forms only if members join through
+    /// whoever they reach.
+    Chain,
 }
 
 /// A room of node processes.
@@ -174,6 +178,13 @@ impl Room {
             }
             Discovery::Mdns => {
                 cmd.arg("--mdns");
+            }
+            Discovery::Chain => {
+                cmd.arg("--no-mdns");
+                if i > 0 {
+                    cmd.arg("--peer")
+                        .arg(format!("{}:{MESH_PORT}", self.addr(i - 1)));
+                }
             }
         }
         cmd.args(&self.extra_args[i]);
