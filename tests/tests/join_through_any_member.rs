@@ -5,21 +5,11 @@
 //! process starts knowing only its static peers (no mDNS), as on a network
 //! that filters multicast.
 
-use std::collections::BTreeSet;
-
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::ids::Channel;
 use autoharmonize_protocol::member::Config;
 use autoharmonize_protocol::transport::Gain;
-use autoharmonize_tests::sim::{NetConfig, Sim, ms};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-
-/// Every process is in one room, of all of them.
-fn one_room(sim: &Sim) -> bool {
-    let rooms = sim.rooms();
-    rooms.len() == 1 && rooms.keys().all(Option::is_some)
-}
+use autoharmonize_tests::sim::{self, NetConfig, Sim, ms};
 
 #[test]
 fn a_chain_of_static_peers_forms_one_room() {
@@ -131,77 +121,15 @@ fn a_controller_that_knows_only_a_follower_votes_in_the_room() {
     }
 }
 
-/// A random set of static peers under which the room is reachable: a random
-/// spanning tree (each process after the first knows one earlier process),
-/// plus a few extra random links, in either direction.
-fn random_knowledge(rng: &mut SmallRng, n: usize) -> Vec<Vec<usize>> {
-    let mut peers: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
-    for k in 1..n {
-        let (a, b) = (order[k], order[rng.random_range(0..k)]);
-        // Who knows whom: either direction, as people configure it.
-        if rng.random_bool(0.5) {
-            peers[a].insert(b);
-        } else {
-            peers[b].insert(a);
-        }
-    }
-    for _ in 0..rng.random_range(0..n) {
-        let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
-        if a != b {
-            peers[a].insert(b);
-        }
-    }
-    peers.into_iter().map(|s| s.into_iter().collect()).collect()
-}
-
 #[test]
 fn random_partial_knowledge_never_splits_the_room() {
     let starts: u64 = std::env::var("AUTOHARMONIZE_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .map_or(100, |s: u64| s.clamp(100, 1_000));
-    let mut split = Vec::new();
-    for seed in 0..starts {
-        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_cafe);
-        let speakers = rng.random_range(2..=8);
-        let controllers = rng.random_range(0..=1);
-        let n = speakers + controllers;
-        let peers = random_knowledge(&mut rng, n);
-        let net = NetConfig {
-            loss: rng.random_range(0.0..0.05),
-            jitter: rng.random_range(0..ms(3)),
-            ..NetConfig::default()
-        };
-        let mut sim =
-            Sim::with_static_peers(seed, speakers, controllers, net, Config::default(), &peers);
-        // Boot times spread over 3 s, as speakers plugged in one by one.
-        let mut boots: Vec<(u64, usize)> = (0..n)
-            .map(|i| (rng.random_range(0..ms(3_000)), i))
-            .collect();
-        boots.sort_unstable();
-        for (at, i) in boots {
-            sim.run_until(at);
-            sim.start(i);
-        }
-        // Controllers alone never form a room; a room of speakers must
-        // hold everyone, and stay one room once formed.
-        let formed = sim.run_until_converged(2, ms(15_000));
-        if formed.is_none() {
-            split.push((seed, format!("{:?}", sim.rooms())));
-            continue;
-        }
-        sim.run_until(sim.now() + ms(3_000));
-        if !one_room(&sim) {
-            split.push((seed, format!("split later: {:?}", sim.rooms())));
-        }
-        sim.finish();
-        sim.assert_invariants();
-    }
+    let split: Vec<(u64, String)> = (0..starts)
+        .filter_map(|seed| sim::partial_knowledge_start(seed).split.map(|r| (seed, r)))
+        .collect();
     assert!(
         split.is_empty(),
         "{} of {starts} starts split: {split:?}",
