@@ -21,6 +21,7 @@ use std::rc::Rc;
 use autoharmonize_protocol::event::{Event, Vote};
 use autoharmonize_protocol::ids::{BootId, Channel, MemberId, RoomId, Round};
 use autoharmonize_protocol::member::{Config, Dest, Member, MemberEvent};
+use autoharmonize_protocol::saved::SavedState;
 use autoharmonize_protocol::time::{LocalTime, MeshTime, Nanos};
 use autoharmonize_protocol::transport::{Frames, Gain};
 use autoharmonize_protocol::wire::{EntryId, Role, ViewChange};
@@ -85,6 +86,8 @@ struct Node {
     /// Processes this incarnation's shell received a datagram from (its
     /// address book learns them, and tells the member).
     learned: BTreeSet<usize>,
+    /// The room state this process finds on its disk at its next start.
+    saved: Option<SavedState>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -237,6 +240,7 @@ impl Sim {
                 static_peers: static_peers
                     .map(|p| p.get(i).into_iter().flatten().copied().collect()),
                 learned: BTreeSet::new(),
+                saved: None,
             });
             index.insert(id, i);
         }
@@ -265,6 +269,12 @@ impl Sim {
             }
         }
         sim
+    }
+
+    /// Gives process `i` a saved room state to find at its next start (as
+    /// the node reads its state file).
+    pub fn set_saved(&mut self, i: usize, saved: Option<SavedState>) {
+        self.nodes[i].saved = saved;
     }
 
     /// Sets the static peers process `i` is configured with from its next
@@ -374,6 +384,7 @@ impl Sim {
         let mut cfg = self.config.clone();
         cfg.role = self.nodes[i].role;
         cfg.stem = (cfg.role == Role::Speaker).then_some((i % 4) as u8);
+        cfg.restored = self.nodes[i].saved.clone();
         let local = self.local(i, self.now);
         let n = &mut self.nodes[i];
         n.member = Some(Member::new(n.id, boot, cfg, local));
