@@ -9,6 +9,20 @@
 //! clocks deterministically, and what lets the node daemon and the controller
 //! share one implementation of the protocol.
 //!
+//! Which modules are *agreed rules* (every member must compute exactly the
+//! same thing, or the room diverges: changing them changes the protocol)
+//! and which are *local pure policy* (a member's own choices, which may
+//! differ between versions without breaking agreement):
+//! - agreed rules: [`wire`], [`seal`], [`event`], [`transport`], [`choice`],
+//!   [`membership`], [`content`], [`catalogue`]'s digests and checks,
+//!   [`exchange`], [`saved`]'s founder claim, and the sealing, commit and
+//!   election rules in [`member`];
+//! - local pure policy: [`clock`] (how a member estimates the mesh clock),
+//!   [`pacing`] (what it sends to silent peers), [`fetch`] (which chunk it
+//!   fetches from whom), [`playout`] (how it schedules its own audio),
+//!   [`address`] (which addresses it keeps and hands on), and the timers
+//!   in [`member::Config`].
+//!
 //! Modules, from the vocabulary up:
 //! - [`ids`], [`time`]: identifiers and integer time.
 //! - [`event`]: what a vote can ask for.

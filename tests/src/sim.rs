@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use autoharmonize_protocol::event::{Event, Vote};
-use autoharmonize_protocol::ids::{BootId, Channel, MemberId, RoomId, Round};
+use autoharmonize_protocol::ids::{BootId, Channel, MemberId, RoomId, Round, Term};
 use autoharmonize_protocol::member::{Config, Dest, Member, MemberEvent};
 use autoharmonize_protocol::saved::SavedState;
 use autoharmonize_protocol::time::{LocalTime, MeshTime, Nanos};
@@ -164,6 +164,8 @@ pub struct Sim {
     cast: HashMap<(MemberId, u32, Event), u64>,
     applied: HashMap<(MemberId, u32, Event), (u64, u32)>,
     last_commit_seen: BTreeMap<RoomId, u64>,
+    /// Who led each room in each term (election safety).
+    leaders: HashMap<(RoomId, Term), MemberId>,
     disturbed: Vec<(u64, u64)>,
     /// Figures collected so far.
     pub metrics: Metrics,
@@ -260,6 +262,7 @@ impl Sim {
             cast: HashMap::new(),
             applied: HashMap::new(),
             last_commit_seen: BTreeMap::new(),
+            leaders: HashMap::new(),
             disturbed: Vec::new(),
             metrics: Metrics::default(),
         };
@@ -710,6 +713,7 @@ impl Sim {
         let now = self.now;
         let local = self.local(i, now);
         let mut decided = Vec::new();
+        let mut led = false;
         let node = &mut self.nodes[i];
         let Some(m) = node.member.as_mut() else {
             return;
@@ -717,11 +721,16 @@ impl Sim {
         while let Some(ev) = m.poll_event() {
             match ev {
                 MemberEvent::Decided(a) => decided.push(a),
-                MemberEvent::RoomChanged { .. } | MemberEvent::LeaderChanged { .. } => {
+                MemberEvent::LeaderChanged { leader } => {
                     node.settled_since = now;
+                    led |= leader == Some(node.id);
                 }
+                MemberEvent::RoomChanged { .. } => node.settled_since = now,
                 _ => {}
             }
+        }
+        if led {
+            self.check_one_leader_per_term(i, local);
         }
         if decided.is_empty() {
             return;
@@ -780,6 +789,29 @@ impl Sim {
             for v in &a.effective {
                 self.vote_applied(v, due);
             }
+        }
+    }
+
+    /// Raft's election safety: at most one member leads a room in a term.
+    fn check_one_leader_per_term(&mut self, i: usize, local: LocalTime) {
+        let Some(st) = self.nodes[i].member.as_ref().map(|m| m.status(local)) else {
+            return;
+        };
+        let (Some(room), true) = (st.room, st.leader == Some(st.id)) else {
+            return;
+        };
+        let id = self.nodes[i].id;
+        match self.leaders.insert((room, st.term), id) {
+            Some(other) if other != id => {
+                self.metrics.agreement_violations += 1;
+                if self.metrics.first_violation.is_none() {
+                    self.metrics.first_violation = Some(format!(
+                        "two leaders of {room:?} in term {:?}: {other} and {id}",
+                        st.term
+                    ));
+                }
+            }
+            _ => {}
         }
     }
 

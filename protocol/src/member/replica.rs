@@ -379,6 +379,18 @@ impl Replica {
     }
 
     fn apply(&mut self, entry: Entry) -> Applied {
+        // The log's invariants, where they must hold: the commit point only
+        // moves forward, and a committed entry extends the committed prefix.
+        debug_assert!(
+            entry.id.round > self.commit.round,
+            "commit never moves back: {:?} after {:?}",
+            entry.id,
+            self.commit
+        );
+        debug_assert_eq!(
+            entry.prev, self.commit,
+            "a committed entry extends the committed prefix"
+        );
         for change in &entry.changes {
             // A join beyond capacity is dropped identically on every member.
             let _ = self.view.apply(change);
