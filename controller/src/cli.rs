@@ -74,7 +74,9 @@ pub struct RoomArgs {
     /// Repeat for several. Needed where mDNS does not work.
     #[arg(long = "peer", value_name = "ADDR[:PORT]", value_parser = autoharmonize_node::config::parse_peer, global = true)]
     pub peers: Vec<SocketAddr>,
-    /// Do not look for speakers over mDNS (use --peer).
+    /// Do not look for speakers over mDNS. Then at least one --peer is
+    /// needed (or a fixed --bind port that the speakers list as a peer):
+    /// without one the controller stops at once, exit status 2.
     #[arg(long, global = true)]
     pub no_mdns: bool,
     /// Run mDNS only on this network interface (repeatable; default: all

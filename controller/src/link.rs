@@ -51,6 +51,16 @@ pub struct LinkConfig {
     pub name: Option<String>,
 }
 
+impl LinkConfig {
+    /// Whether the controller can meet a speaker at all: it looks for them
+    /// (mDNS), knows one (`peers`), or binds a fixed port that speakers may
+    /// list as their static peer (the demo's and the tests' rooms do).
+    #[must_use]
+    pub fn can_reach_anyone(&self) -> bool {
+        self.mdns || !self.peers.is_empty() || self.bind.port() != 0
+    }
+}
+
 /// Why the controller could not do what was asked. Retrying helps for
 /// [`LinkError::ReadOnly`] and [`LinkError::Timeout`] once the network
 /// heals; the others need a person.
@@ -71,6 +81,14 @@ pub enum LinkError {
     /// mDNS could not start.
     #[error("starting mDNS discovery (use --no-mdns and --peer to do without): {0}")]
     Discovery(#[from] autoharmonize_node::discovery::DiscoveryError),
+    /// mDNS is off, no peer is given and the socket's port is picked at
+    /// random, so no speaker can be contacted and none can know where to
+    /// reach the controller: waiting would only end in [`LinkError::NoSpeaker`].
+    #[error(
+        "nothing to contact: --no-mdns turns off looking for speakers and no --peer names one \
+         (give --peer ADDR[:PORT] for a speaker, or leave out --no-mdns)"
+    )]
+    NothingToContact,
     /// Speakers answered but rejected our secret.
     #[error("wrong secret: speakers answer, but reject this controller's group secret")]
     WrongSecret,
@@ -121,8 +139,12 @@ impl Link {
     /// a tokio runtime.
     ///
     /// # Errors
-    /// [`LinkError::Bind`], [`LinkError::Secret`], [`LinkError::Discovery`].
+    /// [`LinkError::NothingToContact`], [`LinkError::Bind`],
+    /// [`LinkError::Secret`], [`LinkError::Discovery`].
     pub async fn start(cfg: &LinkConfig) -> Result<Link, LinkError> {
+        if !cfg.can_reach_anyone() {
+            return Err(LinkError::NothingToContact);
+        }
         let key = GroupKey::new(&cfg.secret).map_err(|e| LinkError::Secret(e.to_string()))?;
         let socket = UdpSocket::bind(cfg.bind)
             .await
@@ -379,5 +401,45 @@ pub fn outcome(st: &NodeStatus, seq: u32) -> Outcome {
         None if st.own_votes.first().is_some_and(|f| f.seq > seq) => Outcome::Decided(None),
         // Not in the published status yet.
         None => Outcome::Waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mdns: bool, peers: &[&str], bind: &str) -> LinkConfig {
+        LinkConfig {
+            secret: b"correct horse battery staple 42".to_vec(),
+            bind: bind.parse().expect("an address"),
+            peers: peers
+                .iter()
+                .map(|p| p.parse().expect("an address"))
+                .collect(),
+            mdns,
+            mdns_interfaces: Vec::new(),
+            heartbeat_ms: 100,
+            give_up: Duration::from_secs(600),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_controller_needs_some_way_to_meet_a_speaker() {
+        assert!(!config(false, &[], "127.0.0.1:0").can_reach_anyone());
+        assert!(config(true, &[], "127.0.0.1:0").can_reach_anyone());
+        assert!(config(false, &["127.0.0.1:7710"], "127.0.0.1:0").can_reach_anyone());
+        // Speakers that list this address as a static peer will come.
+        assert!(config(false, &[], "127.0.0.1:7799").can_reach_anyone());
+    }
+
+    #[tokio::test]
+    async fn nothing_to_contact_fails_at_once_instead_of_waiting() {
+        // The give-up is 600 s: an answer at all means it did not wait.
+        match Link::start(&config(false, &[], "127.0.0.1:0")).await {
+            Err(LinkError::NothingToContact) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("started a link that can reach nobody"),
+        }
     }
 }

@@ -41,7 +41,10 @@ impl From<LinkError> for Failure {
         let code = match e {
             LinkError::WrongSecret | LinkError::NoSpeaker(_) => exit::UNREACHABLE,
             LinkError::ReadOnly => exit::READ_ONLY,
-            LinkError::Secret(_) | LinkError::Bind { .. } | LinkError::Discovery(_) => exit::USAGE,
+            LinkError::Secret(_)
+            | LinkError::Bind { .. }
+            | LinkError::Discovery(_)
+            | LinkError::NothingToContact => exit::USAGE,
             LinkError::Refused(autoharmonize_protocol::member::CastError::Invalid(_)) => {
                 exit::USAGE
             }

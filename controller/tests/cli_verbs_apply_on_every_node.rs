@@ -1,7 +1,7 @@
 //! The CLI against three real node processes on loopback: each verb returns
 //! once its decision is applied, and every node's status then shows it; bad
 //! input, a wrong secret and an empty network give clear errors and their
-//! exit codes.
+//! exit codes (`--no-mdns` without a peer at once).
 
 mod support;
 
@@ -171,4 +171,15 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
         .expect("controller runs");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("no speaker found"), "{}", text(&out));
+
+    // No mDNS and no peer: nothing to contact, said at once (a 600 s
+    // wait would have to pass before any other answer), exit 2.
+    let out = std::process::Command::new(support::controller_bin())
+        .args(["--secret-file"])
+        .arg(room.secret(false))
+        .args(["--no-mdns", "--wait", "600", "status"])
+        .output()
+        .expect("controller runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nothing to contact"), "{}", text(&out));
 }
