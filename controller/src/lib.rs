@@ -12,6 +12,8 @@
 //! - [`pending`]: which channels wait for one of our votes.
 //! - [`mixer`]: the state the mixer and the verbs show.
 //! - [`report`]: the verbs' text output.
+//! - [`output`]: writing to stdout and stderr without panicking when the
+//!   reader has gone (`status --json | head`).
 //! - [`access`]: token, host and origin checks for the web mixer.
 //! - [`web`]: the web mixer (page, WebSocket, JSON API).
 //! - [`demo`]: `autoharmonize demo`, a room of real speaker processes on
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod demo;
 pub mod link;
 pub mod mixer;
+pub mod output;
 pub mod pending;
 pub mod position;
 pub mod report;

@@ -15,7 +15,7 @@ use autoharmonize_controller::cli::{Cli, RoomArgs, Verb, exit};
 use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
 use autoharmonize_controller::mixer::{self, Connection};
 use autoharmonize_controller::pending::Pending;
-use autoharmonize_controller::{position, report, web};
+use autoharmonize_controller::{errln, out, outln, position, report, web};
 use autoharmonize_node::logging;
 use autoharmonize_protocol::event::Event;
 use clap::Parser as _;
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         Ok(Some(warning)) => warn!("{warning}"),
         Ok(None) => {}
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(exit::FAILED);
         }
     }
@@ -81,12 +81,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
             if cli.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "error": f.message, "exit": f.code })
                 );
             } else {
-                eprintln!("error: {}", f.message);
+                errln!("error: {}", f.message);
             }
             ExitCode::from(f.code)
         }
@@ -181,12 +181,12 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             let st = link.catalogue(link.give_up()).await;
             let m = show(&st);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&m.tracks).unwrap_or_default()
                 );
             } else {
-                print!("{}", report::tracks(&m, st.catalogue_complete));
+                out!("{}", report::tracks(&m, st.catalogue_complete));
             }
             return Ok(());
         }
@@ -205,11 +205,11 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
         };
         let m = show(&st);
         if json {
-            println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
         } else if matches!(verb, Verb::Members) {
-            print!("{}", report::members(&m));
+            out!("{}", report::members(&m));
         } else {
-            print!("{}", report::status(&m));
+            out!("{}", report::status(&m));
         }
         return Ok(());
     };
@@ -221,9 +221,9 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
     let m = show(&st);
     if json {
         let out = serde_json::json!({ "applied": true, "event": format!("{event:?}"), "state": m });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        print!("{}", report::applied(&event, &m));
+        out!("{}", report::applied(&event, &m));
     }
     Ok(())
 }
@@ -263,14 +263,14 @@ async fn serve(
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot listen on {listen}: {e}")))?;
     let bound = listener.local_addr().unwrap_or(listen);
     let urls = urls(bound, access.token());
-    println!("Autoharmonize mixer:");
+    outln!("Autoharmonize mixer:");
     for u in &urls {
-        println!("  {u}");
+        outln!("  {u}");
     }
     if let Some(token) = access.token() {
-        println!("The mixer is open to the network: every request needs the access token {token}.");
+        outln!("The mixer is open to the network: every request needs the access token {token}.");
         if let Some(qr) = urls.first().and_then(|u| access::qr_text(u)) {
-            println!("Scan to open it on a phone:\n{qr}");
+            outln!("Scan to open it on a phone:\n{qr}");
         }
     }
     info!(listen = %bound, token_required = access.token().is_some(), "mixer listening");
