@@ -1,7 +1,7 @@
 //! What a person asks the room to do, from the command line or the mixer,
 //! checked before it becomes a vote.
 //!
-//! Both front ends go through [`Request`] → [`check`] → protocol
+//! Both front ends go through [`Action`] → [`check`] → protocol
 //! [`Event`], so the CLI and the web page refuse the same inputs with the
 //! same words. The protocol would drop a vote for a channel the track lacks
 //! without saying why; checking here gives the person a reason instead.
@@ -11,7 +11,7 @@ use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::content::TrackId;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::transport::{Frames, Gain};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::position::{self, PositionError};
 
@@ -52,12 +52,6 @@ pub enum ActionError {
     /// The catalogue describes the track in a way no vote can carry.
     #[error("track {0} cannot be loaded: {1}")]
     BadTrack(String, &'static str),
-    /// An operation the mixer does not know.
-    #[error("unknown action {0:?} (play, pause, seek, volume, load)")]
-    UnknownOp(String),
-    /// A field the operation needs is missing.
-    #[error("{0}")]
-    Missing(&'static str),
 }
 
 /// A channel as a person names it: `all` or a stem number.
@@ -86,67 +80,150 @@ pub fn parse_volume(text: &str) -> Result<Gain, ActionError> {
         .ok_or_else(|| ActionError::VolumeRange(text.to_owned()))
 }
 
-/// An action from the mixer page, as JSON:
-/// `{"op":"play","channel":"all"}`, `{"op":"seek","channel":1,"ms":90000}`,
-/// `{"op":"volume","channel":"all","gain":40}`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Request {
-    /// `play`, `pause`, `seek` or `volume`.
-    pub op: String,
-    /// `"all"` or a stem number (unused by `load`).
-    #[serde(default)]
-    pub channel: serde_json::Value,
-    /// Seek target in milliseconds.
-    #[serde(default)]
-    pub ms: Option<u64>,
-    /// Volume in percent.
-    #[serde(default)]
-    pub gain: Option<serde_json::Value>,
-    /// Track to load (`load`): title or id prefix.
-    #[serde(default)]
-    pub track: Option<String>,
+/// A channel as JSON carries it: a stem number, or text (`"all"`). Read
+/// from anything JSON holds, so that a wrong value is refused by
+/// [`parse_channel`] with the same words as on the command line rather
+/// than by the JSON decoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelArg {
+    /// A stem number.
+    Number(u64),
+    /// `"all"` (or anything else, refused when resolved).
+    Text(String),
 }
 
-impl Request {
+impl ChannelArg {
+    /// The channel it names.
+    ///
+    /// # Errors
+    /// [`ActionError::NotAChannel`].
+    pub fn resolve(&self) -> Result<Channel, ActionError> {
+        match self {
+            ChannelArg::Number(n) => parse_channel(&n.to_string()),
+            ChannelArg::Text(t) => parse_channel(t),
+        }
+    }
+}
+
+impl From<Channel> for ChannelArg {
+    fn from(c: Channel) -> ChannelArg {
+        match c {
+            Channel::All => ChannelArg::Text("all".into()),
+            Channel::Stem(i) => ChannelArg::Number(u64::from(i)),
+        }
+    }
+}
+
+impl Serialize for ChannelArg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ChannelArg::Number(n) => s.serialize_u64(*n),
+            ChannelArg::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ChannelArg, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(n) => ChannelArg::Number(n),
+                None => ChannelArg::Text(n.to_string()),
+            },
+            serde_json::Value::String(s) => ChannelArg::Text(s),
+            other => ChannelArg::Text(other.to_string()),
+        })
+    }
+}
+
+/// An action, as JSON: what the mixer page and `POST /api/act` send, and
+/// what `--json` prints for the event a verb cast. One type both ways, so
+/// an event printed by the CLI is a request the API takes:
+/// `{"op":"play","channel":"all"}`, `{"op":"seek","channel":1,"ms":90000}`,
+/// `{"op":"volume","channel":"all","gain":40}`,
+/// `{"op":"load","track":"<title or id prefix>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Action {
+    /// Play a channel (or all).
+    Play {
+        /// `"all"` or a stem number.
+        channel: ChannelArg,
+    },
+    /// Pause a channel (or all).
+    Pause {
+        /// `"all"` or a stem number.
+        channel: ChannelArg,
+    },
+    /// Move a channel (or all) to a position.
+    Seek {
+        /// `"all"` or a stem number.
+        channel: ChannelArg,
+        /// Target in milliseconds.
+        ms: u64,
+    },
+    /// Set a channel's (or every channel's) volume.
+    Volume {
+        /// `"all"` or a stem number.
+        channel: ChannelArg,
+        /// Percent, 0 to 100.
+        gain: u64,
+    },
+    /// Load a track on every speaker.
+    Load {
+        /// Title, unique start of a title, or id prefix (the CLI prints
+        /// the full id).
+        track: String,
+    },
+}
+
+impl Action {
+    /// The action an event is (what a verb cast, for `--json`).
+    #[must_use]
+    pub fn of(event: &Event) -> Action {
+        match *event {
+            Event::Play { channel } => Action::Play {
+                channel: channel.into(),
+            },
+            Event::Pause { channel } => Action::Pause {
+                channel: channel.into(),
+            },
+            Event::Seek { channel, to } => Action::Seek {
+                channel: channel.into(),
+                ms: position::millis(to),
+            },
+            Event::Volume { channel, gain } => Action::Volume {
+                channel: channel.into(),
+                gain: u64::from(gain.0),
+            },
+            Event::Load { track, .. } => Action::Load {
+                track: track.to_string(),
+            },
+        }
+    }
+
     /// The event it asks for (not yet checked against the track); a load
     /// is resolved against the room's `tracks`.
     ///
     /// # Errors
-    /// [`ActionError`] for an unknown operation, channel, value or track.
+    /// [`ActionError`] for an unknown channel, value or track.
     pub fn event(&self, tracks: &[TrackStatus]) -> Result<Event, ActionError> {
-        if self.op == "load" {
-            let query = self
-                .track
-                .as_deref()
-                .ok_or(ActionError::Missing("load needs \"track\""))?;
-            return load_event(tracks, query);
-        }
-        let channel = match &self.channel {
-            serde_json::Value::String(s) => parse_channel(s)?,
-            serde_json::Value::Number(n) => parse_channel(&n.to_string())?,
-            other => return Err(ActionError::NotAChannel(other.to_string())),
-        };
-        match self.op.as_str() {
-            "play" => Ok(Event::Play { channel }),
-            "pause" => Ok(Event::Pause { channel }),
-            "seek" => {
-                let ms = self.ms.ok_or(ActionError::Missing("seek needs \"ms\""))?;
-                Ok(Event::Seek {
-                    channel,
-                    to: Frames::from_nanos(autoharmonize_protocol::Nanos(
-                        ms.saturating_mul(1_000_000),
-                    )),
-                })
-            }
-            "volume" => {
-                let gain = match &self.gain {
-                    Some(serde_json::Value::Number(n)) => parse_volume(&n.to_string())?,
-                    Some(other) => return Err(ActionError::VolumeRange(other.to_string())),
-                    None => return Err(ActionError::Missing("volume needs \"gain\"")),
-                };
-                Ok(Event::Volume { channel, gain })
-            }
-            other => Err(ActionError::UnknownOp(other.to_owned())),
+        match self {
+            Action::Play { channel } => Ok(Event::Play {
+                channel: channel.resolve()?,
+            }),
+            Action::Pause { channel } => Ok(Event::Pause {
+                channel: channel.resolve()?,
+            }),
+            Action::Seek { channel, ms } => Ok(Event::Seek {
+                channel: channel.resolve()?,
+                to: Frames::from_nanos(autoharmonize_protocol::Nanos(ms.saturating_mul(1_000_000))),
+            }),
+            Action::Volume { channel, gain } => Ok(Event::Volume {
+                channel: channel.resolve()?,
+                gain: parse_volume(&gain.to_string())?,
+            }),
+            Action::Load { track } => load_event(tracks, track),
         }
     }
 }
@@ -214,8 +291,8 @@ pub fn check(event: &Event, channels: usize, length: Option<Frames>) -> Result<(
 mod tests {
     use super::*;
 
-    fn req(json: &str) -> Request {
-        serde_json::from_str(json).expect("valid JSON")
+    fn req(json: &str) -> Action {
+        serde_json::from_str(json).expect("a valid action")
     }
 
     #[test]
@@ -263,19 +340,61 @@ mod tests {
                 gain: Gain(40)
             })
         );
-        assert!(
-            req(r#"{"op":"volume","channel":"all","gain":140}"#)
-                .event(&[])
-                .is_err()
+        for bad in [
+            r#"{"op":"volume","channel":"all","gain":140}"#,
+            r#"{"op":"volume","channel":"all","gain":1000}"#,
+            r#"{"op":"play","channel":null}"#,
+            r#"{"op":"play","channel":-1}"#,
+            r#"{"op":"play","channel":1.5}"#,
+        ] {
+            assert!(req(bad).event(&[]).is_err(), "{bad}");
+        }
+        // Refused by the decoder: no such operation, a missing or
+        // mistyped field.
+        for bad in [
+            r#"{"op":"volume","channel":"all","gain":"x"}"#,
+            r#"{"op":"seek","channel":0}"#,
+            r#"{"op":"jump","channel":0}"#,
+            r#"{"op":"load"}"#,
+        ] {
+            assert!(serde_json::from_str::<Action>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_print_as_fields_that_read_back_as_the_same_event() {
+        let events = [
+            Event::Play {
+                channel: Channel::All,
+            },
+            Event::Pause {
+                channel: Channel::Stem(2),
+            },
+            Event::Seek {
+                channel: Channel::Stem(0),
+                to: Frames(48_000 * 90),
+            },
+            Event::Volume {
+                channel: Channel::Stem(1),
+                gain: Gain(40),
+            },
+        ];
+        for e in events {
+            let json = serde_json::to_string(&Action::of(&e)).expect("serializes");
+            assert_eq!(req(&json).event(&[]), Ok(e), "{json}");
+        }
+        assert_eq!(
+            serde_json::to_value(Action::of(&events[3])).expect("serializes"),
+            serde_json::json!({"op": "volume", "channel": 1, "gain": 40})
         );
-        assert!(
-            req(r#"{"op":"volume","channel":"all","gain":"x"}"#)
-                .event(&[])
-                .is_err()
+        assert_eq!(
+            serde_json::to_value(Action::of(&events[0])).expect("serializes"),
+            serde_json::json!({"op": "play", "channel": "all"})
         );
-        assert!(req(r#"{"op":"seek","channel":0}"#).event(&[]).is_err());
-        assert!(req(r#"{"op":"jump","channel":0}"#).event(&[]).is_err());
-        assert!(req(r#"{"op":"play","channel":null}"#).event(&[]).is_err());
+        assert_eq!(
+            serde_json::to_value(Action::of(&events[2])).expect("serializes"),
+            serde_json::json!({"op": "seek", "channel": 0, "ms": 90_000})
+        );
     }
 
     fn track(id: char, title: &str, channels: usize) -> TrackStatus {
@@ -329,10 +448,12 @@ mod tests {
             req(r#"{"op":"load","track":"aaaaaaaa"}"#).event(&tracks),
             Ok(morning)
         );
-        assert!(matches!(
-            req(r#"{"op":"load"}"#).event(&tracks),
-            Err(ActionError::Missing(_))
-        ));
+        let load = Action::of(&morning);
+        assert_eq!(
+            serde_json::to_value(&load).expect("serializes"),
+            serde_json::json!({"op": "load", "track": "a".repeat(32)})
+        );
+        assert_eq!(load.event(&tracks), Ok(morning));
         // A load is not a channel action: a room without channels takes it.
         assert_eq!(check(&morning, 0, Some(Frames(1))), Ok(()));
     }

@@ -60,6 +60,33 @@ impl From<ActionError> for Failure {
     }
 }
 
+/// `--json` after a verb was applied.
+#[derive(serde::Serialize)]
+struct Applied {
+    /// Always true: a verb that was not applied reports an error instead.
+    applied: bool,
+    /// The event the verb cast, as the mixer's API takes it.
+    event: action::Action,
+    /// The room's state once it was applied.
+    state: mixer::MixerState,
+}
+
+/// `--json` after a failure.
+#[derive(serde::Serialize)]
+struct ErrorReport<'a> {
+    /// What went wrong, for a person.
+    error: &'a str,
+    /// The exit status it maps to.
+    exit: u8,
+}
+
+/// Pretty JSON of one of the output types above or of the mixer's state
+/// (plain data: serializing cannot fail).
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // Verbs print their result; logs below warn would drown it.
@@ -83,7 +110,10 @@ fn main() -> ExitCode {
             if cli.json {
                 outln!(
                     "{}",
-                    serde_json::json!({ "error": f.message, "exit": f.code })
+                    to_json(&ErrorReport {
+                        error: &f.message,
+                        exit: f.code
+                    })
                 );
             } else {
                 errln!("error: {}", f.message);
@@ -181,10 +211,7 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             let st = link.catalogue(link.give_up()).await;
             let m = show(&st);
             if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&m.tracks).unwrap_or_default()
-                );
+                outln!("{}", to_json(&m.tracks));
             } else {
                 out!("{}", report::tracks(&m, st.catalogue_complete));
             }
@@ -205,7 +232,7 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
         };
         let m = show(&st);
         if json {
-            outln!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+            outln!("{}", to_json(&m));
         } else if matches!(verb, Verb::Members) {
             out!("{}", report::members(&m));
         } else {
@@ -220,8 +247,12 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
     let st = link.act(event).await?;
     let m = show(&st);
     if json {
-        let out = serde_json::json!({ "applied": true, "event": format!("{event:?}"), "state": m });
-        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        let out = Applied {
+            applied: true,
+            event: action::Action::of(&event),
+            state: m,
+        };
+        outln!("{}", to_json(&out));
     } else {
         out!("{}", report::applied(&event, &m));
     }

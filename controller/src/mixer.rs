@@ -14,6 +14,7 @@ use autoharmonize_protocol::transport::{ChannelState, Frames, Gain, RunState, Tr
 use autoharmonize_protocol::{Channel, MeshTime};
 use serde::Serialize;
 
+use crate::action::ChannelArg;
 use crate::pending::Pending;
 use crate::position;
 
@@ -80,8 +81,8 @@ impl Connection {
 /// One row of the mixer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChannelView {
-    /// `all` or the stem number.
-    pub channel: String,
+    /// `"all"` or the stem number.
+    pub channel: ChannelArg,
     /// `playing`, `paused` or (All only) `mixed`.
     pub run: &'static str,
     /// Position at `MixerState::mesh_time_ns`, in ms.
@@ -104,8 +105,8 @@ pub struct MemberView {
     pub name: String,
     /// `speaker` or `controller`.
     pub role: String,
-    /// The stem it plays, `all`, or empty for a controller.
-    pub channel: String,
+    /// The stem number it plays, `"all"`, or none for a controller.
+    pub channel: Option<ChannelArg>,
     /// `good` (≤ 0.2 ms), `fair` (≤ 1 ms), `poor`, or `unknown`.
     pub clock: &'static str,
     /// Bound on its clock error, µs.
@@ -179,10 +180,40 @@ pub struct TrackChoice {
     pub length_frames: u64,
     /// Channel names in order.
     pub channels: Vec<String>,
-    /// Holders, as `name (stems)`.
-    pub holders: Vec<String>,
+    /// Who holds which of its stems.
+    pub holders: Vec<HolderView>,
     /// Whether this is the loaded track.
     pub loaded: bool,
+}
+
+/// A member holding stems of a track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HolderView {
+    /// Member id (hex).
+    pub id: String,
+    /// Its name, once the catalogue gave it.
+    pub name: Option<String>,
+    /// The stems it holds, by name (the number where a name is missing).
+    pub stems: Vec<String>,
+    /// Whether it holds every stem of the track.
+    pub all: bool,
+}
+
+impl HolderView {
+    /// `name (stems)` or `name (all)`, the id's first 8 digits until the
+    /// name is known.
+    #[must_use]
+    pub fn label(&self) -> String {
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| self.id.chars().take(8).collect());
+        if self.all {
+            format!("{name} (all)")
+        } else {
+            format!("{name} ({})", self.stems.join(", "))
+        }
+    }
 }
 
 /// The picker's entry for a catalogue track.
@@ -199,10 +230,6 @@ fn choice(t: &TrackStatus, loaded: Option<&str>) -> TrackChoice {
             .holders
             .iter()
             .map(|h| {
-                let name = h
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| h.id.chars().take(8).collect());
                 let stems: Vec<String> = h
                     .stems
                     .iter()
@@ -213,10 +240,11 @@ fn choice(t: &TrackStatus, loaded: Option<&str>) -> TrackChoice {
                             .unwrap_or_else(|| i.to_string())
                     })
                     .collect();
-                if stems.len() == t.channels.len() {
-                    format!("{name} (all)")
-                } else {
-                    format!("{name} ({})", stems.join(", "))
+                HolderView {
+                    id: h.id.clone(),
+                    name: h.name.clone(),
+                    all: stems.len() == t.channels.len(),
+                    stems,
                 }
             })
             .collect(),
@@ -240,9 +268,9 @@ pub fn transport_of(channels: &[ChannelStatus]) -> Transport {
     t
 }
 
-fn row(channel: String, run: &'static str, pos: Frames, gain: Gain, pending: bool) -> ChannelView {
+fn row(channel: Channel, run: &'static str, pos: Frames, gain: Gain, pending: bool) -> ChannelView {
     ChannelView {
-        channel,
+        channel: channel.into(),
         run,
         position_ms: position::millis(pos),
         position: position::format(pos),
@@ -265,9 +293,9 @@ pub fn clock_health(error_us: Option<u32>) -> &'static str {
 fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
     let short = m.id.get(..8).unwrap_or(&m.id);
     let channel = match (m.role.as_str(), m.stem) {
-        ("controller", _) => String::new(),
-        (_, Some(s)) => s.to_string(),
-        (_, None) => "all".into(),
+        ("controller", _) => None,
+        (_, Some(s)) => Some(Channel::Stem(s).into()),
+        (_, None) => Some(Channel::All.into()),
     };
     MemberView {
         id: m.id.clone(),
@@ -306,7 +334,7 @@ pub fn state(
         .map(|(i, c)| {
             let stem = Channel::Stem(u8::try_from(i).unwrap_or(u8::MAX));
             row(
-                i.to_string(),
+                stem,
                 if c.playing { "playing" } else { "paused" },
                 c.position_at(now),
                 c.gain,
@@ -327,7 +355,7 @@ pub fn state(
         room: st.room.clone(),
         mesh_time_ns: st.mesh_time_ns,
         all: row(
-            "all".into(),
+            Channel::All,
             run,
             s.position,
             s.gain,
@@ -441,10 +469,10 @@ mod tests {
     fn members_with_health() {
         let m = state(&status(), &Pending::default(), Duration::ZERO, GIVE_UP);
         assert_eq!(m.members.len(), 2);
-        assert_eq!(m.members[0].channel, "0");
+        assert_eq!(m.members[0].channel, Some(ChannelArg::Number(0)));
         assert_eq!(m.members[0].clock, "good");
         assert!(m.members[0].is_leader && !m.members[0].is_self);
-        assert_eq!(m.members[1].channel, "");
+        assert_eq!(m.members[1].channel, None);
         assert_eq!(m.members[1].clock, "poor");
         assert!(m.members[1].is_self);
         assert_eq!(clock_health(Some(900)), "fair");

@@ -10,14 +10,14 @@ use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::event::Event;
 use std::fmt::Write as _;
 
-use crate::mixer::{ChannelView, MixerState};
+use crate::action::ChannelArg;
+use crate::mixer::{ChannelView, HolderView, MixerState};
 use crate::position;
 
 fn channel_line(c: &ChannelView) -> String {
-    let name = if c.channel == "all" {
-        "All".to_owned()
-    } else {
-        format!("Channel {}", c.channel)
+    let name = match &c.channel {
+        ChannelArg::Number(n) => format!("Channel {n}"),
+        ChannelArg::Text(_) => "All".to_owned(),
     };
     format!(
         "{name:<11} {:<8} {:>8}  vol {:>3}{}",
@@ -76,10 +76,10 @@ pub fn members(m: &MixerState) -> String {
             out,
             "{:<28} {:<7} {:<18} {:>7} {:>6} {:>10}",
             name,
-            if p.channel.is_empty() {
-                "-"
-            } else {
-                &p.channel
+            match &p.channel {
+                None => "-".to_owned(),
+                Some(ChannelArg::Number(n)) => n.to_string(),
+                Some(ChannelArg::Text(t)) => t.clone(),
             },
             clock,
             opt(p.buffer_ms.map(|b| format!("{b}ms"))),
@@ -118,7 +118,11 @@ pub fn tracks(m: &MixerState, complete: bool) -> String {
             t.title,
             t.length,
             t.channels.join(", "),
-            t.holders.join("; ")
+            t.holders
+                .iter()
+                .map(HolderView::label)
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     if m.tracks.is_empty() {
@@ -179,7 +183,7 @@ mod tests {
     use crate::mixer::{Connection, MemberView};
     use autoharmonize_protocol::transport::{Frames, Gain};
 
-    fn view(channel: &str, run: &'static str, ms: u64, gain: u8) -> ChannelView {
+    fn view(channel: Channel, run: &'static str, ms: u64, gain: u8) -> ChannelView {
         ChannelView {
             channel: channel.into(),
             run,
@@ -199,13 +203,16 @@ mod tests {
             writable: true,
             room: Some("5/00000000000000aa".into()),
             mesh_time_ns: Some(0),
-            all: view("all", "mixed", 45_000, 50),
-            channels: vec![view("0", "playing", 90_000, 40), view("1", "paused", 0, 60)],
+            all: view(Channel::All, "mixed", 45_000, 50),
+            channels: vec![
+                view(Channel::Stem(0), "playing", 90_000, 40),
+                view(Channel::Stem(1), "paused", 0, 60),
+            ],
             members: vec![MemberView {
                 id: "00000000000000aa".into(),
                 name: "speaker 00000000".into(),
                 role: "speaker".into(),
-                channel: "0".into(),
+                channel: Some(ChannelArg::Number(0)),
                 clock: "good",
                 clock_error_us: Some(12),
                 buffer_ms: Some(40),
@@ -251,7 +258,20 @@ mod tests {
             length: "3:05".into(),
             length_frames: 48_000 * 185,
             channels: vec!["drums".into(), "bass".into()],
-            holders: vec!["kitchen (all)".into(), "hall (bass)".into()],
+            holders: vec![
+                HolderView {
+                    id: "00000000000000aa".into(),
+                    name: Some("kitchen".into()),
+                    stems: vec!["drums".into(), "bass".into()],
+                    all: true,
+                },
+                HolderView {
+                    id: "00000000000000bb".into(),
+                    name: Some("hall".into()),
+                    stems: vec!["bass".into()],
+                    all: false,
+                },
+            ],
             loaded: true,
         }];
         let s = tracks(&m, true);

@@ -1,7 +1,8 @@
 //! The web mixer: one page (HTML, CSS and JS embedded in the binary), a
 //! WebSocket that pushes the [`MixerState`] whenever it changes and takes
 //! actions, and a small JSON API for scripts (`GET /api/state`,
-//! `POST /api/act`).
+//! `POST /api/act`). Every message is a serde type ([`Action`] in,
+//! [`MixerState`] and the replies out): fields, never Rust debug text.
 //!
 //! Every route passes [`Access::allows`]; the WebSocket also checks its
 //! `Origin`. Actions are checked ([`action::check`]) before a vote is cast,
@@ -22,12 +23,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info};
 
 use crate::access::Access;
-use crate::action::{self, Request};
+use crate::action::{self, Action};
 use crate::link::{self, Link, LinkError};
 use crate::mixer::{self, MixerState};
 use crate::pending::Pending;
@@ -80,7 +81,7 @@ impl Hub {
     }
 
     /// Checks and casts an action; the vote shows as pending at once.
-    async fn act(&self, req: &Request) -> Result<u32, String> {
+    async fn act(&self, req: &Action) -> Result<u32, String> {
         let st = self.link.status();
         let event = req.event(&st.tracks).map_err(|e| e.to_string())?;
         action::check(&event, st.channels.len(), mixer::loaded_length(&st))
@@ -195,13 +196,32 @@ async fn api_state(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     axum::Json((*st).clone())
 }
 
+/// What `POST /api/act` answers.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ActReply {
+    /// The vote was cast with this sequence number.
+    Cast {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// Refused, and why.
+    Refused {
+        /// For a person.
+        error: String,
+    },
+}
+
 async fn api_act(
     State(hub): State<Arc<Hub>>,
-    axum::Json(req): axum::Json<Request>,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
+    axum::Json(req): axum::Json<Action>,
+) -> (StatusCode, axum::Json<ActReply>) {
     match hub.act(&req).await {
-        Ok(seq) => (StatusCode::OK, axum::Json(json!({ "seq": seq }))),
-        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": e }))),
+        Ok(seq) => (StatusCode::OK, axum::Json(ActReply::Cast { seq })),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(ActReply::Refused { error }),
+        ),
     }
 }
 
@@ -221,8 +241,40 @@ async fn ws(
         .on_upgrade(move |socket| session(hub, socket))
 }
 
+/// What the server sends over the WebSocket.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage<'a> {
+    /// The mixer's state, whenever it changed.
+    State {
+        /// The state.
+        state: &'a MixerState,
+    },
+    /// An action was cast as a vote.
+    Cast {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// An action was refused.
+    Error {
+        /// Why, for a person.
+        message: String,
+    },
+}
+
+impl ServerMessage<'_> {
+    fn to_message(&self) -> Message {
+        // Plain data: serializing cannot fail, but say so if it did.
+        Message::text(
+            serde_json::to_string(self).unwrap_or_else(|e| {
+                format!(r#"{{"type":"error","message":"cannot encode: {e}"}}"#)
+            }),
+        )
+    }
+}
+
 fn state_message(st: &MixerState) -> Message {
-    Message::text(json!({ "type": "state", "state": st }).to_string())
+    ServerMessage::State { state: st }.to_message()
 }
 
 /// One page's live connection.
@@ -242,14 +294,14 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break };
                 let Message::Text(text) = msg else { continue };
-                let reply = match serde_json::from_str::<Request>(text.as_str()) {
+                let reply = match serde_json::from_str::<Action>(text.as_str()) {
                     Ok(req) => match hub.act(&req).await {
-                        Ok(seq) => json!({ "type": "cast", "seq": seq }),
-                        Err(e) => json!({ "type": "error", "message": e }),
+                        Ok(seq) => ServerMessage::Cast { seq },
+                        Err(message) => ServerMessage::Error { message },
                     },
-                    Err(e) => json!({ "type": "error", "message": format!("bad request: {e}") }),
+                    Err(e) => ServerMessage::Error { message: format!("bad request: {e}") },
                 };
-                if socket.send(Message::text(reply.to_string())).await.is_err() { break; }
+                if socket.send(reply.to_message()).await.is_err() { break; }
             }
         }
     }

@@ -38,11 +38,17 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
         );
     }
 
-    // volume on one channel.
+    // volume on one channel; --json gives the event as fields.
     let gain0 = room.status(0).expect("status")["channels"][0]["gain"].clone();
-    let out = controller(&room, &["volume", "1", "40"]);
+    let out = controller(&room, &["volume", "1", "40", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("applied: Channel 1"), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(
+        json["event"],
+        serde_json::json!({"op": "volume", "channel": 1, "gain": 40})
+    );
+    assert_eq!(json["state"]["channels"][1]["channel"], 1);
+    assert_eq!(json["state"]["all"]["channel"], "all");
     for i in 0..room.len() {
         let s = room.status(i).expect("status");
         assert_eq!(s["channels"][1]["gain"], 40, "node {i}");
