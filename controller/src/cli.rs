@@ -43,7 +43,11 @@ autoharmonize demo                                      # a room of 4 speakers o
 autoharmonize --secret-file room.secret                 # web mixer on 127.0.0.1:8080\n  \
 autoharmonize --secret-file room.secret play\n  \
 autoharmonize --secret-file room.secret seek all 1:30\n  \
+autoharmonize --secret-file room.secret volume bass 40\n  \
 autoharmonize --secret-file room.secret volume 2 40 --json\n\n\
+Channels are `all`, a number (0, 1, ...) or the loaded track's channel names, in any case. \
+--json prints one object of plain fields (the event as POST /api/act takes it, and the \
+room's state).\n\n\
 Exit status: 0 applied, 1 failed (not decided in time), 2 bad input or options, \
 3 the room cannot be reached (no speaker, wrong secret), 4 read-only (this controller \
 is cut off from the majority of the speakers)."
@@ -121,26 +125,30 @@ pub enum Verb {
     Members,
     /// Play a channel, or all (the default).
     Play {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         #[arg(default_value = "all")]
         channel: String,
     },
     /// Pause a channel, or all (the default).
     Pause {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         #[arg(default_value = "all")]
         channel: String,
     },
     /// Move a channel (or all) to a position.
     Seek {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         channel: String,
         /// Position: m:ss, h:mm:ss, or seconds, optionally with .fff.
         time: String,
     },
     /// Set a channel's (or every channel's) volume.
     Volume {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         channel: String,
         /// Volume in percent, 0 to 100.
         percent: String,

@@ -277,6 +277,29 @@ impl Link {
         }
     }
 
+    /// Waits (at most `timeout`) until what the room's members and its
+    /// track are called has arrived: the name of every speaker in the view
+    /// and the loaded track's description (its title and channel names).
+    /// They come with the catalogue a few rounds after joining; the rest
+    /// of the catalogue (every track's holders) is not waited for. Returns
+    /// the latest status either way; see [`described`].
+    pub async fn described(&self, timeout: Duration) -> Arc<NodeStatus> {
+        let mut rx = self.status.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = rx.borrow_and_update().clone();
+            if described(&st) {
+                return st;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.status();
+            }
+        }
+    }
+
     /// Waits until the controller is in the room and the room has
     /// decided something since (so its state is current).
     ///
@@ -388,6 +411,18 @@ impl Link {
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
     }
+}
+
+/// Whether `st` knows what its room's speakers and loaded track are
+/// called (see [`Link::described`]).
+#[must_use]
+pub fn described(st: &NodeStatus) -> bool {
+    let named = st
+        .view
+        .iter()
+        .all(|m| m.name.is_some() || m.role == "controller");
+    let track = st.track.as_ref().is_none_or(|t| t.title.is_some());
+    st.room.is_some() && named && track
 }
 
 /// What our member's status says about own vote `seq`.

@@ -17,6 +17,8 @@ use autoharmonize_controller::mixer::{self, Connection};
 use autoharmonize_controller::pending::Pending;
 use autoharmonize_controller::{errln, out, outln, position, report, web};
 use autoharmonize_node::logging;
+use autoharmonize_node::status::NodeStatus;
+use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::event::Event;
 use clap::Parser as _;
 use tracing::{info, warn};
@@ -181,29 +183,34 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     })
 }
 
+/// The channel `text` names in the room: `all`, a number, or one of the
+/// loaded track's channel names, which arrive with the catalogue a few
+/// rounds after joining (waited for, at most `--wait`, only when needed).
+async fn channel(link: &Link, st: &NodeStatus, text: &str) -> Result<Channel, Failure> {
+    match action::parse_channel(text, action::channel_names(st)) {
+        Err(ActionError::NamesNotKnown(_)) => {
+            let st = link.described(link.give_up()).await;
+            Ok(action::parse_channel(text, action::channel_names(&st))?)
+        }
+        r => Ok(r?),
+    }
+}
+
 async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
-    let event = match verb {
-        Verb::Play { channel } => Some(Event::Play {
-            channel: action::parse_channel(channel)?,
-        }),
-        Verb::Pause { channel } => Some(Event::Pause {
-            channel: action::parse_channel(channel)?,
-        }),
-        Verb::Seek { channel, time } => Some(Event::Seek {
-            channel: action::parse_channel(channel)?,
-            to: position::parse(time).map_err(ActionError::from)?,
-        }),
-        Verb::Volume { channel, percent } => Some(Event::Volume {
-            channel: action::parse_channel(channel)?,
-            gain: action::parse_volume(percent)?,
-        }),
-        Verb::Tracks | Verb::Load { .. } => None,
-        Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => None,
+    // What can be checked without the room comes first: a typo in a time
+    // or a volume fails at once. Channels are checked in the room, whose
+    // loaded track names them.
+    let to = match verb {
+        Verb::Seek { time, .. } => Some(position::parse(time).map_err(ActionError::from)?),
+        _ => None,
+    };
+    let gain = match verb {
+        Verb::Volume { percent, .. } => Some(action::parse_volume(percent)?),
+        _ => None,
     };
     let st = link.joined().await?;
-    let show = |st: &autoharmonize_node::status::NodeStatus| {
-        mixer::state(st, &Pending::default(), link.waited(), link.give_up())
-    };
+    let show =
+        |st: &NodeStatus| mixer::state(st, &Pending::default(), link.waited(), link.give_up());
     // The catalogue arrives a few rounds after joining: `tracks` and `load`
     // wait for it (bounded), so a fresh controller does not list nothing.
     let event = match verb {
@@ -217,29 +224,43 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             }
             return Ok(());
         }
+        Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => {
+            // Names come with the catalogue: `members` waits for it (bounded).
+            let st = if matches!(verb, Verb::Members) {
+                link.catalogue(link.give_up()).await
+            } else {
+                st
+            };
+            let m = show(&st);
+            if json {
+                outln!("{}", to_json(&m));
+            } else if matches!(verb, Verb::Members) {
+                out!("{}", report::members(&m));
+            } else {
+                out!("{}", report::status(&m));
+            }
+            return Ok(());
+        }
         Verb::Load { track } => {
             let st = link.catalogue(link.give_up()).await;
-            Some(action::load_event(&st.tracks, track)?)
+            action::load_event(&st.tracks, track)?
         }
-        _ => event,
+        Verb::Play { channel: c } => Event::Play {
+            channel: channel(link, &st, c).await?,
+        },
+        Verb::Pause { channel: c } => Event::Pause {
+            channel: channel(link, &st, c).await?,
+        },
+        Verb::Seek { channel: c, .. } => Event::Seek {
+            channel: channel(link, &st, c).await?,
+            to: to.expect("parsed above for seek"),
+        },
+        Verb::Volume { channel: c, .. } => Event::Volume {
+            channel: channel(link, &st, c).await?,
+            gain: gain.expect("parsed above for volume"),
+        },
     };
-    let Some(event) = event else {
-        // Names come with the catalogue: `members` waits for it (bounded).
-        let st = if matches!(verb, Verb::Members) {
-            link.catalogue(link.give_up()).await
-        } else {
-            st
-        };
-        let m = show(&st);
-        if json {
-            outln!("{}", to_json(&m));
-        } else if matches!(verb, Verb::Members) {
-            out!("{}", report::members(&m));
-        } else {
-            out!("{}", report::status(&m));
-        }
-        return Ok(());
-    };
+    let st = link.status();
     action::check(&event, st.channels.len(), mixer::loaded_length(&st))?;
     if Connection::of(&st, link.waited(), link.give_up()) == Connection::ReadOnly {
         return Err(LinkError::ReadOnly.into());

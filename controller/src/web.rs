@@ -83,7 +83,7 @@ impl Hub {
     /// Checks and casts an action; the vote shows as pending at once.
     async fn act(&self, req: &Action) -> Result<u32, String> {
         let st = self.link.status();
-        let event = req.event(&st.tracks).map_err(|e| e.to_string())?;
+        let event = req.event(&st).map_err(|e| e.to_string())?;
         action::check(&event, st.channels.len(), mixer::loaded_length(&st))
             .map_err(|e| e.to_string())?;
         let seq = self
