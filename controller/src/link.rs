@@ -29,6 +29,13 @@ use tracing::{info, warn};
 use crate::mixer::Connection;
 use crate::pending::Outcome;
 
+/// How long the CLI waits, after joining, for the names of the room's
+/// speakers and the loaded track's title and channel names before showing
+/// anything ([`Link::described`]): they come with the catalogue, usually a
+/// few rounds after joining. Past it, what has not arrived is shown as
+/// not known yet.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(2);
+
 /// How to reach the room.
 #[derive(Clone, Debug)]
 pub struct LinkConfig {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use autoharmonize_controller::access::{self, Access};
 use autoharmonize_controller::action::{self, ActionError};
 use autoharmonize_controller::cli::{Cli, RoomArgs, Verb, exit};
-use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
+use autoharmonize_controller::link::{self, Link, LinkConfig, LinkError};
 use autoharmonize_controller::mixer::{self, Connection};
 use autoharmonize_controller::pending::Pending;
 use autoharmonize_controller::{errln, out, outln, position, report, web};
@@ -208,7 +208,10 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
         Verb::Volume { percent, .. } => Some(action::parse_volume(percent)?),
         _ => None,
     };
-    let st = link.joined().await?;
+    link.joined().await?;
+    // Names and titles arrive a few rounds after joining: wait for them
+    // briefly, so what is printed names things (or says what is not known).
+    let st = link.described(link::DESCRIBE_WAIT).await;
     let show =
         |st: &NodeStatus| mixer::state(st, &Pending::default(), link.waited(), link.give_up());
     // The catalogue arrives a few rounds after joining: `tracks` and `load`
@@ -225,12 +228,6 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             return Ok(());
         }
         Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => {
-            // Names come with the catalogue: `members` waits for it (bounded).
-            let st = if matches!(verb, Verb::Members) {
-                link.catalogue(link.give_up()).await
-            } else {
-                st
-            };
             let m = show(&st);
             if json {
                 outln!("{}", to_json(&m));

@@ -83,6 +83,9 @@ impl Connection {
 pub struct ChannelView {
     /// `"all"` or the stem number.
     pub channel: ChannelArg,
+    /// The stem's name in the loaded track; null for All, without a
+    /// track, or until the track's description has arrived.
+    pub name: Option<String>,
     /// `playing`, `paused` or (All only) `mixed`.
     pub run: &'static str,
     /// Position at `MixerState::mesh_time_ns`, in ms.
@@ -100,13 +103,15 @@ pub struct ChannelView {
 pub struct MemberView {
     /// Member id (hex).
     pub id: String,
-    /// Its name (config `name`, from the room's catalogue), or role and
-    /// short id until that arrives.
-    pub name: String,
+    /// Its name (config `name`, from the room's catalogue); null until
+    /// that has arrived (see [`MemberView::label`]).
+    pub name: Option<String>,
     /// `speaker` or `controller`.
     pub role: String,
     /// The stem number it plays, `"all"`, or none for a controller.
     pub channel: Option<ChannelArg>,
+    /// The name of the stem it plays in the loaded track, once known.
+    pub channel_name: Option<String>,
     /// `good` (≤ 0.2 ms), `fair` (≤ 1 ms), `poor`, or `unknown`.
     pub clock: &'static str,
     /// Bound on its clock error, µs.
@@ -121,6 +126,34 @@ pub struct MemberView {
     pub is_self: bool,
     /// The room's leader (time reference).
     pub is_leader: bool,
+}
+
+impl MemberView {
+    /// What to call it: its name, or its role and short id with a note
+    /// that the name has not arrived.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!(
+                "{} {} (name not known yet)",
+                self.role,
+                self.id.get(..8).unwrap_or(&self.id)
+            ),
+        }
+    }
+}
+
+impl TrackView {
+    /// What to call it: its title, or its short id with a note that the
+    /// title has not arrived.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match &self.title {
+            Some(t) => t.clone(),
+            None => format!("{} (title not known yet)", self.short_id),
+        }
+    }
 }
 
 /// Everything the mixer shows.
@@ -155,8 +188,8 @@ pub struct TrackView {
     pub id: String,
     /// Its first 8 hex digits.
     pub short_id: String,
-    /// Title (the id prefix until the catalogue describes it).
-    pub title: String,
+    /// Title; null until the catalogue describes the track.
+    pub title: Option<String>,
     /// Length in ms.
     pub length_ms: u64,
     /// Length as `m:ss`.
@@ -200,14 +233,16 @@ pub struct HolderView {
 }
 
 impl HolderView {
-    /// `name (stems)` or `name (all)`, the id's first 8 digits until the
-    /// name is known.
+    /// `name (stems)` or `name (all)`; until the name is known, the id's
+    /// first 8 digits and a note saying so.
     #[must_use]
     pub fn label(&self) -> String {
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| self.id.chars().take(8).collect());
+        let name = self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{} [name not known yet]",
+                self.id.chars().take(8).collect::<String>()
+            )
+        });
         if self.all {
             format!("{name} (all)")
         } else {
@@ -268,9 +303,17 @@ pub fn transport_of(channels: &[ChannelStatus]) -> Transport {
     t
 }
 
-fn row(channel: Channel, run: &'static str, pos: Frames, gain: Gain, pending: bool) -> ChannelView {
+fn row(
+    channel: Channel,
+    name: Option<String>,
+    run: &'static str,
+    pos: Frames,
+    gain: Gain,
+    pending: bool,
+) -> ChannelView {
     ChannelView {
         channel: channel.into(),
+        name,
         run,
         position_ms: position::millis(pos),
         position: position::format(pos),
@@ -290,8 +333,14 @@ pub fn clock_health(error_us: Option<u32>) -> &'static str {
     }
 }
 
+/// The loaded track's name for channel `i`, once described.
+fn stem_name(st: &NodeStatus, i: u8) -> Option<String> {
+    st.track
+        .as_ref()
+        .and_then(|t| t.channels.get(usize::from(i)).cloned())
+}
+
 fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
-    let short = m.id.get(..8).unwrap_or(&m.id);
     let channel = match (m.role.as_str(), m.stem) {
         ("controller", _) => None,
         (_, Some(s)) => Some(Channel::Stem(s).into()),
@@ -299,12 +348,10 @@ fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
     };
     MemberView {
         id: m.id.clone(),
-        name: m
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{} {short}", m.role)),
+        name: m.name.clone(),
         role: m.role.clone(),
         channel,
+        channel_name: m.stem.and_then(|s| stem_name(st, s)),
         clock: clock_health(m.clock_error_us),
         clock_error_us: m.clock_error_us,
         buffer_ms: m.buffer_ms,
@@ -332,9 +379,11 @@ pub fn state(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let stem = Channel::Stem(u8::try_from(i).unwrap_or(u8::MAX));
+            let i = u8::try_from(i).unwrap_or(u8::MAX);
+            let stem = Channel::Stem(i);
             row(
                 stem,
+                stem_name(st, i),
                 if c.playing { "playing" } else { "paused" },
                 c.position_at(now),
                 c.gain,
@@ -356,6 +405,7 @@ pub fn state(
         mesh_time_ns: st.mesh_time_ns,
         all: row(
             Channel::All,
+            None,
             run,
             s.position,
             s.gain,
@@ -368,7 +418,7 @@ pub fn state(
             TrackView {
                 id: t.id.clone(),
                 short_id: t.short_id.clone(),
-                title: t.title.clone().unwrap_or_else(|| t.short_id.clone()),
+                title: t.title.clone(),
                 length_ms: position::millis(length),
                 length: position::format(length),
                 channels: t.channels.clone(),
@@ -463,6 +513,42 @@ mod tests {
         assert!(!m.channels[0].pending);
         assert!(m.channels[1].pending);
         assert!(m.all.pending);
+    }
+
+    #[test]
+    fn names_and_titles_are_null_until_described() {
+        let mut st = status();
+        st.track = Some(autoharmonize_node::status::LoadedTrackStatus {
+            id: "ab".repeat(16),
+            short_id: "abababab".into(),
+            length_frames: 48_000 * 60,
+            ..Default::default()
+        });
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.members[0].name, None);
+        assert_eq!(
+            m.members[0].label(),
+            "speaker 00000000 (name not known yet)"
+        );
+        let track = m.track.as_ref().expect("a track");
+        assert_eq!(track.title, None);
+        assert_eq!(track.label(), "abababab (title not known yet)");
+        assert_eq!(m.channels[0].name, None);
+
+        st.view[0].name = Some("kitchen".into());
+        if let Some(t) = st.track.as_mut() {
+            t.title = Some("Morning".into());
+            t.channels = vec!["drums".into(), "bass".into()];
+        }
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.members[0].label(), "kitchen");
+        assert_eq!(m.members[0].channel_name.as_deref(), Some("drums"));
+        assert_eq!(m.channels[1].name.as_deref(), Some("bass"));
+        assert_eq!(m.all.name, None);
+        assert_eq!(
+            m.track.as_ref().map(TrackView::label).as_deref(),
+            Some("Morning")
+        );
     }
 
     #[test]

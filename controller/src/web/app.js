@@ -91,9 +91,7 @@
     if (!el) { el = makeRow(key); rows.set(key, el); }
     const frozen = ch.pending || !state.writable;
     if (key !== "all") {
-      const names = state.track ? state.track.channels : [];
-      const name = names[Number(key)];
-      el.querySelector(".name").textContent = name ? key + " " + name : "Channel " + key;
+      el.querySelector(".name").textContent = ch.name ? key + " " + ch.name : "Channel " + key;
     }
     el.classList.toggle("pending", ch.pending);
     el.dataset.run = ch.run;
@@ -120,8 +118,9 @@
     for (const m of members) {
       const tr = document.createElement("tr");
       const cells = [
-        m.name + (m.is_self ? " (this controller)" : "") + (m.is_leader ? " ★" : ""),
-        m.channel == null ? "—" : String(m.channel),
+        (m.name == null ? m.role + " " + m.id.slice(0, 8) + " (name not known yet)" : m.name) +
+          (m.is_self ? " (this controller)" : "") + (m.is_leader ? " ★" : ""),
+        m.channel == null ? "—" : String(m.channel) + (m.channel_name ? " " + m.channel_name : ""),
         null,
         m.buffer_ms == null ? "—" : m.buffer_ms + " ms",
         m.xruns == null ? "—" : String(m.xruns),
@@ -152,7 +151,7 @@
     bannerEl.textContent = state.message;
     bannerEl.classList.toggle("error", state.connection === "wrong_secret" || state.connection === "no_speaker");
     document.getElementById("track").textContent = state.track
-      ? state.track.title + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
+      ? (state.track.title == null ? state.track.short_id + " (title not known yet)" : state.track.title) + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
       : state.channels.length ? state.channels.length + " channel(s)" : "none";
     paintPicker();
     const keys = new Set(["all", ...state.channels.map(keyOf)]);

@@ -1,8 +1,10 @@
 //! Three real node processes holding one track of named stems (drums,
-//! bass, keys): the CLI takes those names wherever it takes a channel
-//! number (`play drums`, `volume BASS 40`, `seek keys 0:03`), applies them
-//! to the right channel on every node, and refuses an unknown name with
-//! the list of valid ones (exit 2).
+//! bass, keys). A fresh controller's `status`, `members` and verb output
+//! name the track, the speakers and the channels (it waits briefly for the
+//! catalogue that carries them, rather than printing ids); the CLI takes
+//! those names wherever it takes a channel number (`play drums`, `volume
+//! BASS 40`, `seek keys 0:03`), applies them to the right channel on every
+//! node, and refuses an unknown name with the list of valid ones (exit 2).
 
 mod support;
 
@@ -32,12 +34,63 @@ fn everywhere(room: &LoopRoom, i: usize, holds: impl Fn(&serde_json::Value) -> b
 }
 
 #[test]
-fn channels_are_named_by_the_loaded_tracks_stems() {
+fn a_fresh_controller_shows_and_takes_names() {
     let room = LoopRoom::start_with_libraries(&[vec![alpha()], vec![alpha()], vec![alpha()]]);
     room.wait_formed(3, Duration::from_secs(15));
     let out = controller(&room, &["load", "Song Alpha"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // Every run below is a fresh controller, which has just joined.
+    let out = controller(&room, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!said.contains("not known yet"), "{said}");
+    assert!(said.contains("track: Song Alpha ("), "{said}");
+    let members = said
+        .lines()
+        .find_map(|l| l.strip_prefix("members: "))
+        .expect("a members line");
+    for name in ["speaker0", "speaker1", "speaker2"] {
+        assert!(members.contains(name), "{said}");
+    }
+    for row in ["0 drums ", "1 bass ", "2 keys "] {
+        assert!(said.lines().any(|l| l.starts_with(row)), "{row}: {said}");
+    }
+
+    let out = controller(&room, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    assert_eq!(json["track"]["title"], "Song Alpha");
+    assert_eq!(json["channels"][1]["name"], "bass");
+    for m in json["members"].as_array().expect("members") {
+        if m["role"] == "speaker" {
+            assert!(
+                m["name"].as_str().is_some_and(|n| n.starts_with("speaker")),
+                "{m}"
+            );
+            assert!(m["channel_name"].is_string(), "{m}");
+        }
+    }
+
+    let out = controller(&room, &["members"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (name, stem) in [
+        ("speaker0", "0 drums"),
+        ("speaker1", "1 bass"),
+        ("speaker2", "2 keys"),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(stem)),
+            "{name} {stem}: {listing}"
+        );
+    }
+
+    let out = controller(&room, &["volume", "BASS", "40"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).starts_with("applied: 1 bass "), "{}", text(&out));
     let out = controller(&room, &["volume", "BASS", "40", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
