@@ -96,8 +96,12 @@ pub enum LinkError {
          (give --peer ADDR[:PORT] for a speaker, or leave out --no-mdns)"
     )]
     NothingToContact,
-    /// Speakers answered but rejected our secret.
-    #[error("wrong secret: speakers answer, but reject this controller's group secret")]
+    /// Speakers answered but rejected our secret: their datagrams failed
+    /// authentication here, or they sent refusal notices for ours.
+    #[error(
+        "wrong secret: the speakers answer, but this controller's datagrams fail authentication \
+         there (or theirs here); check --secret-file against the speakers' secret_file"
+    )]
     WrongSecret,
     /// Nobody answered.
     #[error(

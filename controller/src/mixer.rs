@@ -29,7 +29,8 @@ pub enum Connection {
     /// In the room, on a side without a majority: it shows the last agreed
     /// state and accepts no changes until the partition heals.
     ReadOnly,
-    /// Speakers answer, but their datagrams fail authentication.
+    /// Speakers answer, but their datagrams fail authentication here, or
+    /// they refuse ours (refusal notices): the secrets differ.
     WrongSecret,
     /// Nothing answered at all.
     NoSpeaker,
@@ -47,7 +48,9 @@ impl Connection {
             } else {
                 Connection::ReadOnly
             }
-        } else if st.envelope.forged > 0 {
+        } else if st.envelope.forged > 0 || st.envelope.refused > 0 {
+            // Datagrams came that failed authentication here, or speakers
+            // sent refusal notices: ours failed there.
             Connection::WrongSecret
         } else if waited >= give_up {
             Connection::NoSpeaker
@@ -67,8 +70,9 @@ impl Connection {
                  They keep playing the last agreed state; controls come back when the network heals."
             }
             Connection::WrongSecret => {
-                "Wrong secret: speakers answer, but reject this controller's group secret \
-                 (check --secret-file)."
+                "Wrong secret: speakers answer, but this controller's datagrams fail \
+                 authentication there (or theirs here): the group secret is likely not the \
+                 room's (check --secret-file against the speakers' secret_file)."
             }
             Connection::NoSpeaker => {
                 "No speaker found: nothing answered on the network \
@@ -579,6 +583,13 @@ mod tests {
             Connection::Joining
         );
         assert_eq!(Connection::of(&st, GIVE_UP, GIVE_UP), Connection::NoSpeaker);
+        st.envelope.refused = 1;
+        assert_eq!(
+            Connection::of(&st, GIVE_UP, GIVE_UP),
+            Connection::WrongSecret,
+            "refusal notices from the speakers"
+        );
+        st.envelope.refused = 0;
         st.envelope.forged = 3;
         assert_eq!(
             Connection::of(&st, Duration::ZERO, GIVE_UP),

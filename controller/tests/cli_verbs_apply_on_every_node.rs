@@ -167,6 +167,17 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
     let out = controller_with_secret(&room, true, &["--wait", "2", "--bind", &bind, "status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("wrong secret"), "{}", text(&out));
+    // The same from a port no speaker knows (the usual case with --peer):
+    // the speakers never send it a sealed datagram, but their refusal
+    // notices say that its datagrams fail authentication there.
+    let out = controller_with_secret(&room, true, &["--wait", "2", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("wrong secret"), "{}", text(&out));
+    assert!(!text(&out).contains("no speaker found"), "{}", text(&out));
+    let notices: u64 = (0..room.len())
+        .filter_map(|i| room.status(i)?["envelope"]["refusals_sent"].as_u64())
+        .sum();
+    assert!(notices > 0, "the speakers sent refusal notices");
     let out = std::process::Command::new(support::controller_bin())
         .args(["--secret-file"])
         .arg(room.secret(false))
