@@ -19,8 +19,8 @@ pub mod exit {
     /// The command line or the input is wrong (unknown channel, volume out
     /// of range, seek past the end, unreadable secret).
     pub const USAGE: u8 = 2;
-    /// The room cannot be reached: no speaker answered, or they rejected
-    /// the secret.
+    /// The room cannot be reached: no speaker answered, they rejected the
+    /// secret, or none of the room's speakers answers any more.
     pub const UNREACHABLE: u8 = 3;
     /// The controller is on the minority side of a partition: read-only.
     pub const READ_ONLY: u8 = 4;
@@ -49,7 +49,7 @@ Channels are `all`, a number (0, 1, ...) or the loaded track's channel names, in
 --json prints one object of plain fields (the event as POST /api/act takes it, and the \
 room's state).\n\n\
 Exit status: 0 applied, 1 failed (not decided in time), 2 bad input or options, \
-3 the room cannot be reached (no speaker, wrong secret), 4 read-only (this controller \
+3 the room cannot be reached (no speaker found, wrong secret, or no speaker answering any more), 4 read-only (this controller \
 is cut off from the majority of the speakers)."
 )]
 pub struct Cli {

@@ -108,6 +108,12 @@ pub enum LinkError {
         "no speaker found within {0:?} (are the speakers on, on this network, and is --peer or mDNS right?)"
     )]
     NoSpeaker(Duration),
+    /// In the room, but no speaker has been heard for a while.
+    #[error(
+        "no speaker is answering: none has been heard for a few seconds (switched off, or the \
+         network to them is down)"
+    )]
+    NoAnswer,
     /// Our side of a partition has no majority.
     #[error("read-only: this controller cannot reach a majority of the speakers")]
     ReadOnly,
@@ -316,7 +322,7 @@ impl Link {
     ///
     /// # Errors
     /// [`LinkError::WrongSecret`], [`LinkError::NoSpeaker`],
-    /// [`LinkError::Stopped`].
+    /// [`LinkError::NoAnswer`], [`LinkError::Stopped`].
     pub async fn joined(&self) -> Result<Arc<NodeStatus>, LinkError> {
         let mut rx = self.status.clone();
         loop {
@@ -329,6 +335,7 @@ impl Link {
                     return Err(LinkError::WrongSecret);
                 }
                 Connection::NoSpeaker => return Err(LinkError::NoSpeaker(self.give_up)),
+                Connection::NoAnswer => return Err(LinkError::NoAnswer),
                 _ => {}
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;

@@ -41,7 +41,9 @@ impl Failure {
 impl From<LinkError> for Failure {
     fn from(e: LinkError) -> Failure {
         let code = match e {
-            LinkError::WrongSecret | LinkError::NoSpeaker(_) => exit::UNREACHABLE,
+            LinkError::WrongSecret | LinkError::NoSpeaker(_) | LinkError::NoAnswer => {
+                exit::UNREACHABLE
+            }
             LinkError::ReadOnly => exit::READ_ONLY,
             LinkError::Secret(_)
             | LinkError::Bind { .. }
@@ -259,8 +261,10 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
     };
     let st = link.status();
     action::check(&event, st.channels.len(), mixer::loaded_length(&st))?;
-    if Connection::of(&st, link.waited(), link.give_up()) == Connection::ReadOnly {
-        return Err(LinkError::ReadOnly.into());
+    match Connection::of(&st, link.waited(), link.give_up()) {
+        Connection::ReadOnly => return Err(LinkError::ReadOnly.into()),
+        Connection::NoAnswer => return Err(LinkError::NoAnswer.into()),
+        _ => {}
     }
     let st = link.act(event).await?;
     let m = show(&st);

@@ -29,6 +29,10 @@ pub enum Connection {
     /// In the room, on a side without a majority: it shows the last agreed
     /// state and accepts no changes until the partition heals.
     ReadOnly,
+    /// In the room, but no speaker of it has been heard for
+    /// [`SILENT_AFTER`]: all are off, or the network to them is down. What
+    /// they play is unknown, so positions stop where one was last heard.
+    NoAnswer,
     /// Speakers answer, but their datagrams fail authentication here, or
     /// they refuse ours (refusal notices): the secrets differ.
     WrongSecret,
@@ -43,7 +47,9 @@ impl Connection {
     #[must_use]
     pub fn of(st: &NodeStatus, waited: Duration, give_up: Duration) -> Connection {
         if st.room.is_some() {
-            if st.writable {
+            if silent_for(st).is_some_and(|s| s >= SILENT_AFTER) {
+                Connection::NoAnswer
+            } else if st.writable {
                 Connection::Live
             } else {
                 Connection::ReadOnly
@@ -69,6 +75,11 @@ impl Connection {
                 "Read-only: this controller is cut off from the majority of the speakers. \
                  They keep playing the last agreed state; controls come back when the network heals."
             }
+            Connection::NoAnswer => {
+                "No speaker is answering: none has been heard for a few seconds (switched off, \
+                 or the network between them and this computer is down). What they play now is \
+                 unknown; the positions shown are from when one was last heard."
+            }
             Connection::WrongSecret => {
                 "Wrong secret: speakers answer, but this controller's datagrams fail \
                  authentication there (or theirs here): the group secret is likely not the \
@@ -80,6 +91,27 @@ impl Connection {
             }
         }
     }
+}
+
+/// Silence from every speaker of the room after which the controller says
+/// that no speaker is answering: twenty heartbeats, far past the 600 ms in
+/// which a live room evicts a dead member (so one dead speaker among live
+/// ones never looks like this), and past a loaded machine's late rounds.
+pub const SILENT_AFTER: Duration = Duration::from_secs(2);
+
+/// How long since the most recently heard speaker of the view was heard;
+/// `None` for a controller not in a room. A view without speakers has
+/// nobody to hear: silent since ever.
+#[must_use]
+pub fn silent_for(st: &NodeStatus) -> Option<Duration> {
+    st.room.as_ref()?;
+    let heard = st
+        .view
+        .iter()
+        .filter(|m| m.role != "controller" && m.id != st.id)
+        .filter_map(|m| m.last_heard_ms)
+        .min();
+    Some(heard.map_or(Duration::MAX, Duration::from_millis))
 }
 
 /// One row of the mixer.
@@ -171,8 +203,12 @@ pub struct MixerState {
     pub writable: bool,
     /// The room, if joined.
     pub room: Option<String>,
-    /// Mesh time of the positions, ns.
+    /// Mesh time of the positions, ns: now, or when a speaker was last
+    /// heard if none is answering.
     pub mesh_time_ns: Option<u64>,
+    /// Whether playing channels move on from their position as time
+    /// passes (false when no speaker answers: what they do is unknown).
+    pub advancing: bool,
     /// The All channel: the aggregate of every channel.
     pub all: ChannelView,
     /// One row per channel.
@@ -375,9 +411,42 @@ pub fn state(
     waited: Duration,
     give_up: Duration,
 ) -> MixerState {
+    state_held(st, pending, waited, give_up, &mut Held::default())
+}
+
+/// The instant at which positions are held while no speaker answers,
+/// kept from one state to the next by a long-running mixer: each status
+/// places "last heard" a little differently (whole milliseconds, a clock
+/// estimate that still moves), and the held positions must not jitter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held(Option<u64>);
+
+/// [`state`], with positions held at `held`'s instant while no speaker
+/// answers (set at the first such state, cleared when one answers again).
+#[must_use]
+pub fn state_held(
+    st: &NodeStatus,
+    pending: &Pending,
+    waited: Duration,
+    give_up: Duration,
+    held: &mut Held,
+) -> MixerState {
     let connection = Connection::of(st, waited, give_up);
     let t = transport_of(&st.channels);
-    let now = MeshTime(st.mesh_time_ns.unwrap_or(0));
+    // Nobody answers: show the room as it was when a speaker was last
+    // heard, rather than positions that move on for all we know.
+    let at = match (connection, st.mesh_time_ns, silent_for(st)) {
+        (Connection::NoAnswer, Some(now), Some(silent)) => {
+            let last_heard =
+                now.saturating_sub(u64::try_from(silent.as_nanos()).unwrap_or(u64::MAX));
+            Some(*held.0.get_or_insert(last_heard))
+        }
+        (_, now, _) => {
+            held.0 = None;
+            now
+        }
+    };
+    let now = MeshTime(at.unwrap_or(0));
     let channels = t
         .channels
         .iter()
@@ -406,7 +475,8 @@ pub fn state(
         message: connection.message(),
         writable: connection == Connection::Live,
         room: st.room.clone(),
-        mesh_time_ns: st.mesh_time_ns,
+        mesh_time_ns: at,
+        advancing: connection != Connection::NoAnswer,
         all: row(
             Channel::All,
             None,
@@ -567,6 +637,59 @@ mod tests {
         assert!(m.members[1].is_self);
         assert_eq!(clock_health(Some(900)), "fair");
         assert_eq!(clock_health(None), "unknown");
+    }
+
+    #[test]
+    fn no_speaker_heard_for_a_while_stops_the_positions() {
+        let mut st = status();
+        // Channel 0 plays from 1 s; now is 2 s; the speaker was heard 30 ms ago.
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!((m.connection, m.advancing), (Connection::Live, true));
+        st.view[0].last_heard_ms = Some(1_999);
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::Live
+        );
+        st.view[0].last_heard_ms = Some(2_500);
+        st.mesh_time_ns = Some(4_000_000_000);
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.connection, Connection::NoAnswer);
+        assert!(!m.writable && !m.advancing);
+        assert!(
+            m.message.contains("No speaker is answering"),
+            "{}",
+            m.message
+        );
+        // Shown at 1.5 s, when the speaker was last heard: 0.5 s played.
+        assert_eq!(m.mesh_time_ns, Some(1_500_000_000));
+        assert_eq!(m.channels[0].position_ms, 500);
+        // Later: still the same, even where the last-heard figure lands a
+        // little elsewhere (whole milliseconds, a clock still settling).
+        let mut held = Held::default();
+        let first = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        st.view[0].last_heard_ms = Some(5_499);
+        st.mesh_time_ns = Some(7_000_300_000);
+        let later = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        assert_eq!(later.channels[0].position_ms, 500);
+        assert_eq!(later.mesh_time_ns, first.mesh_time_ns);
+        // A speaker answers again: live positions, the hold is gone.
+        st.view[0].last_heard_ms = Some(20);
+        let back = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        assert!(back.advancing && back.channels[0].position_ms > 5_000);
+        assert_eq!(held, Held::default());
+        // Read-only with a speaker heard is still read-only (they play on).
+        st.view[0].last_heard_ms = Some(50);
+        st.writable = false;
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::ReadOnly
+        );
+        // A view without any speaker: nobody answers.
+        st.view.remove(0);
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::NoAnswer
+        );
     }
 
     #[test]

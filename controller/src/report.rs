@@ -260,6 +260,7 @@ mod tests {
             writable: true,
             room: Some("5/00000000000000aa".into()),
             mesh_time_ns: Some(0),
+            advancing: true,
             all: view(Channel::All, "mixed", 45_000, 50),
             channels: vec![
                 view(Channel::Stem(0), "playing", 90_000, 40),

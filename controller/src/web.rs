@@ -52,6 +52,8 @@ pub fn page() -> String {
 struct Hub {
     link: Link,
     pending: Mutex<Pending>,
+    /// Where positions are held while no speaker answers.
+    held: Mutex<mixer::Held>,
     state: watch::Sender<Arc<MixerState>>,
     poke: Notify,
     access: Access,
@@ -68,7 +70,18 @@ impl Hub {
         for s in pending.settle(st.mesh_time_ns, |seq| link::outcome(&st, seq)) {
             debug!(seq = s.seq, applied = s.applied, "vote settled");
         }
-        let next = mixer::state(&st, &pending, self.link.waited(), self.link.give_up());
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = mixer::state_held(
+            &st,
+            &pending,
+            self.link.waited(),
+            self.link.give_up(),
+            &mut held,
+        );
+        drop(held);
         drop(pending);
         self.state.send_if_modified(|cur| {
             if **cur == next {
@@ -122,6 +135,7 @@ pub async fn serve(
     let hub = Arc::new(Hub {
         link,
         pending: Mutex::new(Pending::default()),
+        held: Mutex::new(mixer::Held::default()),
         state,
         poke: Notify::new(),
         access,

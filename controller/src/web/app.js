@@ -82,7 +82,9 @@
   }
 
   function positionNow(ch) {
-    return ch.run === "playing" && !ch.pending ? ch.position_ms + (performance.now() - receivedAt) : ch.position_ms;
+    // Nobody answers: what the speakers play is unknown, the position stays.
+    const moving = state.advancing && ch.run === "playing" && !ch.pending;
+    return moving ? ch.position_ms + (performance.now() - receivedAt) : ch.position_ms;
   }
 
   function paintRow(ch) {
@@ -149,7 +151,7 @@
     const bad = state.connection !== "live";
     bannerEl.hidden = !bad;
     bannerEl.textContent = state.message;
-    bannerEl.classList.toggle("error", state.connection === "wrong_secret" || state.connection === "no_speaker");
+    bannerEl.classList.toggle("error", ["wrong_secret", "no_speaker", "no_answer"].includes(state.connection));
     document.getElementById("track").textContent = state.track
       ? (state.track.title == null ? state.track.short_id + " (title not known yet)" : state.track.title) + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
       : state.channels.length ? state.channels.length + " channel(s)" : "none";
