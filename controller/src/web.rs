@@ -33,6 +33,10 @@ use crate::link::{self, Link, LinkError};
 use crate::mixer::{self, MixerState};
 use crate::pending::Pending;
 
+mod server;
+
+pub use server::{HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
+
 const PAGE: &str = include_str!("web/index.html");
 const STYLE: &str = include_str!("web/style.css");
 const SCRIPT: &str = include_str!("web/app.js");
@@ -162,9 +166,7 @@ pub async fn serve(
         .route("/api/act", post(api_act))
         .layer(middleware::from_fn_with_state(hub.clone(), gate))
         .with_state(hub.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = server::serve(listener, server::with_request_timeout(app), shutdown).await;
     ticker.abort();
     hub.link.stop().await;
     result
