@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use autoharmonize_node::discovery::{Discovery, DiscoveryConfig};
 use autoharmonize_node::mesh::{self, AudioHealth, Mesh, MeshSetup};
-use autoharmonize_node::status::{Command, NodeStatus};
+use autoharmonize_node::status::NodeStatus;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::member::CastError;
 use autoharmonize_protocol::seal::GroupKey;
@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::ballot::{Ballot, Client};
 use crate::mixer::Connection;
-use crate::pending::Outcome;
+use crate::pending::{Outcome, Pending};
 
 /// How long the CLI waits, after joining, for the names of the room's
 /// speakers and the loaded track's title and channel names before showing
@@ -120,6 +121,11 @@ pub enum LinkError {
     /// The room refused the vote.
     #[error("vote refused: {0}")]
     Refused(#[from] CastError),
+    /// This client's own queue of votes is full (it votes faster than the
+    /// room decides), or too many clients vote at once. Retrying once its
+    /// earlier votes are decided helps.
+    #[error("vote refused: {0}")]
+    Busy(#[from] crate::fair::Refusal),
     /// The vote was dropped without a decision.
     #[error("the vote was not decided (the room lost its majority, or changed)")]
     Dropped,
@@ -134,7 +140,12 @@ pub enum LinkError {
 /// A running controller member.
 pub struct Link {
     status: watch::Receiver<Arc<NodeStatus>>,
-    commands: mpsc::Sender<Command>,
+    /// Our votes on their way into the member, in fair turns per client.
+    ballot: Arc<Ballot>,
+    /// This link's own client (the CLI's verbs, the demo's set-up).
+    own: Client,
+    /// Hands queued votes to the member.
+    feeder: JoinHandle<()>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     started: Instant,
@@ -226,9 +237,13 @@ impl Link {
             drop(health_tx);
         });
         info!(member = %id, port, "controller joining the room");
+        let ballot = Ballot::new(status.clone());
+        let feeder = tokio::spawn(Arc::clone(&ballot).feed(commands));
         Ok(Link {
             status,
-            commands,
+            own: ballot.client(),
+            ballot,
+            feeder,
             stop: Mutex::new(Some(stop)),
             task: Mutex::new(Some(task)),
             started: Instant::now(),
@@ -342,22 +357,29 @@ impl Link {
         }
     }
 
-    /// Casts a vote; returns its sequence number.
+    /// Casts a vote as this link's own client (see [`Link::client`]);
+    /// returns its sequence number once the member took it.
     ///
     /// # Errors
-    /// [`LinkError::Refused`] ([`LinkError::ReadOnly`] for a read-only
-    /// side), [`LinkError::Stopped`].
+    /// [`LinkError::Busy`], [`LinkError::Refused`] ([`LinkError::ReadOnly`]
+    /// for a read-only side), [`LinkError::Stopped`].
     pub async fn cast(&self, event: Event) -> Result<u32, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Cast(event, tx))
-            .await
-            .map_err(|_| LinkError::Stopped)?;
-        match rx.await.map_err(|_| LinkError::Stopped)? {
-            Ok(seq) => Ok(seq),
-            Err(CastError::ReadOnly) => Err(LinkError::ReadOnly),
-            Err(e) => Err(LinkError::Refused(e)),
-        }
+        self.own.cast(event).await
+    }
+
+    /// A client of its own for one person's connection (a page, an HTTP
+    /// connection): its votes wait in their own queue and take turns with
+    /// every other client's ([`crate::ballot`]).
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.ballot.client()
+    }
+
+    /// Which channels wait for one of our votes, of any client: queued
+    /// for their turn, or cast and not yet applied.
+    #[must_use]
+    pub fn pending(&self) -> Pending {
+        self.ballot.pending()
     }
 
     /// Waits until vote `seq` is applied; returns the status from then.
@@ -412,6 +434,7 @@ impl Link {
 
     /// Says goodbye to the room and stops the loop.
     pub async fn stop(&self) {
+        self.feeder.abort();
         let stop = self
             .stop
             .lock()

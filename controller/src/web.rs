@@ -18,18 +18,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request as HttpRequest, State};
+use axum::extract::{Extension, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info};
 
 use crate::access::Access;
 use crate::action::{self, Action};
-use crate::link::{self, Link, LinkError};
+use crate::ballot::{Client, Ticket};
+use crate::link::{Link, LinkError};
 use crate::mixer::{self, MixerState};
 use crate::pending::Pending;
 
@@ -55,7 +56,6 @@ pub fn page() -> String {
 /// Shared by every connection.
 struct Hub {
     link: Link,
-    pending: Mutex<Pending>,
     /// Where positions are held while no speaker answers.
     held: Mutex<mixer::Held>,
     state: watch::Sender<Arc<MixerState>>,
@@ -67,13 +67,7 @@ struct Hub {
 impl Hub {
     fn recompute(&self) {
         let st = self.link.status();
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for s in pending.settle(st.mesh_time_ns, |seq| link::outcome(&st, seq)) {
-            debug!(seq = s.seq, applied = s.applied, "vote settled");
-        }
+        let pending = self.link.pending();
         let mut held = self
             .held
             .lock()
@@ -86,7 +80,6 @@ impl Hub {
             &mut held,
         );
         drop(held);
-        drop(pending);
         self.state.send_if_modified(|cur| {
             if **cur == next {
                 false
@@ -97,24 +90,17 @@ impl Hub {
         });
     }
 
-    /// Checks and casts an action; the vote shows as pending at once.
-    async fn act(&self, req: &Action) -> Result<u32, String> {
+    /// Checks an action and queues its vote in `client`'s own queue; it
+    /// shows as pending at once. Await the ticket for its sequence number.
+    fn act(&self, client: &Client, req: &Action) -> Result<Ticket, String> {
         let st = self.link.status();
         let event = req.event(&st).map_err(|e| e.to_string())?;
         action::check(&event, st.channels.len(), mixer::loaded_length(&st))
             .map_err(|e| e.to_string())?;
-        let seq = self
-            .link
-            .cast(event)
-            .await
-            .map_err(|e: LinkError| e.to_string())?;
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .cast(seq, event.channel());
+        let ticket = client.submit(event).map_err(|e: LinkError| e.to_string())?;
         self.recompute();
         self.poke.notify_waiters();
-        Ok(seq)
+        Ok(ticket)
     }
 }
 
@@ -138,7 +124,6 @@ pub async fn serve(
     let (state, _) = watch::channel(Arc::new(first));
     let hub = Arc::new(Hub {
         link,
-        pending: Mutex::new(Pending::default()),
         held: Mutex::new(mixer::Held::default()),
         state,
         poke: Notify::new(),
@@ -166,7 +151,16 @@ pub async fn serve(
         .route("/api/act", post(api_act))
         .layer(middleware::from_fn_with_state(hub.clone(), gate))
         .with_state(hub.clone());
-    let result = server::serve(listener, server::with_request_timeout(app), shutdown).await;
+    // Each HTTP connection votes as one client, with a queue of its own.
+    let clients = hub.clone();
+    let per_connection = move |_: SocketAddr| Arc::new(clients.link.client());
+    let result = server::serve(
+        listener,
+        server::with_request_timeout(app),
+        per_connection,
+        shutdown,
+    )
+    .await;
     ticker.abort();
     hub.link.stop().await;
     result
@@ -230,9 +224,14 @@ enum ActReply {
 
 async fn api_act(
     State(hub): State<Arc<Hub>>,
+    Extension(client): Extension<Arc<Client>>,
     axum::Json(req): axum::Json<Action>,
 ) -> (StatusCode, axum::Json<ActReply>) {
-    match hub.act(&req).await {
+    let cast = match hub.act(&client, &req) {
+        Ok(ticket) => ticket.cast().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match cast {
         Ok(seq) => (StatusCode::OK, axum::Json(ActReply::Cast { seq })),
         Err(error) => (
             StatusCode::BAD_REQUEST,
@@ -293,8 +292,13 @@ fn state_message(st: &MixerState) -> Message {
     ServerMessage::State { state: st }.to_message()
 }
 
-/// One page's live connection.
+/// One page's live connection: it votes as one client, with a queue of
+/// its own, so a page that sends fast delays only itself.
 async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
+    let client = hub.link.client();
+    // Each vote's outcome arrives once its turn came; at most
+    // `ballot::CLIENT_QUEUE` are outstanding, each a small task.
+    let (replies_tx, mut replies) = mpsc::channel::<Result<u32, String>>(8);
     let mut states = hub.state.subscribe();
     let first = states.borrow_and_update().clone();
     if socket.send(state_message(&first)).await.is_err() {
@@ -307,17 +311,31 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
                 let st = states.borrow_and_update().clone();
                 if socket.send(state_message(&st)).await.is_err() { break; }
             }
+            Some(reply) = replies.recv() => {
+                let msg = match reply {
+                    Ok(seq) => ServerMessage::Cast { seq },
+                    Err(message) => ServerMessage::Error { message },
+                };
+                if socket.send(msg.to_message()).await.is_err() { break; }
+            }
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break };
                 let Message::Text(text) = msg else { continue };
-                let reply = match serde_json::from_str::<Action>(text.as_str()) {
-                    Ok(req) => match hub.act(&req).await {
-                        Ok(seq) => ServerMessage::Cast { seq },
-                        Err(message) => ServerMessage::Error { message },
-                    },
-                    Err(e) => ServerMessage::Error { message: format!("bad request: {e}") },
-                };
-                if socket.send(reply.to_message()).await.is_err() { break; }
+                let queued = serde_json::from_str::<Action>(text.as_str())
+                    .map_err(|e| format!("bad request: {e}"))
+                    .and_then(|req| hub.act(&client, &req));
+                match queued {
+                    Ok(ticket) => {
+                        let tx = replies_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx.send(ticket.cast().await.map_err(|e| e.to_string())).await;
+                        });
+                    }
+                    Err(message) => {
+                        let msg = ServerMessage::Error { message };
+                        if socket.send(msg.to_message()).await.is_err() { break; }
+                    }
+                }
             }
         }
     }

@@ -66,14 +66,17 @@ pub(super) fn with_request_timeout(router: Router) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves. Each request
-/// carries `ConnectInfo<SocketAddr>`, the client's address.
+/// carries `ConnectInfo<SocketAddr>`, the client's address, and the
+/// extension `per_connection` made for its connection when it was
+/// accepted (dropped when the connection closes).
 ///
 /// # Errors
 /// Never for a failed connection (that one is dropped); only if the
 /// listener itself fails in a way a retry cannot fix.
-pub(super) async fn serve(
+pub(super) async fn serve<E: Clone + Send + Sync + 'static>(
     listener: TcpListener,
     router: Router,
+    per_connection: impl Fn(SocketAddr) -> E,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -98,7 +101,14 @@ pub(super) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, remote, router.clone(), stop_rx.clone()));
+        let extension = per_connection(remote);
+        connections.spawn(connection(
+            stream,
+            remote,
+            router.clone(),
+            extension,
+            stop_rx.clone(),
+        ));
     }
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
@@ -114,14 +124,16 @@ pub(super) async fn serve(
 
 /// Serves one connection until it closes, times out or shutdown asks it
 /// to finish.
-async fn connection(
+async fn connection<E: Clone + Send + Sync + 'static>(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     router: Router,
+    extension: E,
     mut stop: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(remote));
+        req.extensions_mut().insert(extension.clone());
         let router = router.clone();
         async move {
             let response: Response = router.oneshot(req.map(axum::body::Body::new)).await?;
