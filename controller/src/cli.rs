@@ -37,7 +37,10 @@ pub mod exit {
 The controller joins the speakers' mesh with the room's group secret, as a member that \
 owns no speaker: it votes and observes, and the speakers never depend on it. Without a \
 command it serves the web mixer on http://127.0.0.1:8080; the other commands act once \
-and return when the room has applied the decision.",
+and return when the room has applied the decision. After joining they wait briefly (up to \
+2 s) for the names of the speakers, the track's title and its channels, and print what has \
+not arrived by then as \"not known yet\". Output written to a reader that has gone away \
+(`status | head -1`) is dropped quietly; the exit status still says how the command went.",
     after_long_help = "Examples:\n  \
 autoharmonize demo                                      # a room of 4 speakers on this computer\n  \
 autoharmonize --secret-file room.secret                 # web mixer on 127.0.0.1:8080\n  \
