@@ -47,7 +47,7 @@ impl Connection {
     #[must_use]
     pub fn of(st: &NodeStatus, waited: Duration, give_up: Duration) -> Connection {
         if st.room.is_some() {
-            if silent_for(st).is_some_and(|s| s >= SILENT_AFTER) {
+            if silent_for(st, waited).is_some_and(|s| s >= SILENT_AFTER) {
                 Connection::NoAnswer
             } else if st.writable {
                 Connection::Live
@@ -99,19 +99,21 @@ impl Connection {
 /// ones never looks like this), and past a loaded machine's late rounds.
 pub const SILENT_AFTER: Duration = Duration::from_secs(2);
 
-/// How long since the most recently heard speaker of the view was heard;
-/// `None` for a controller not in a room. A view without speakers has
-/// nobody to hear: silent since ever.
+/// How long since the most recently heard speaker of the view was heard,
+/// for a controller that started `waited` ago; `None` when not in a room.
+/// A speaker never heard counts as silent since the controller started
+/// (a fresh controller has not heard everyone yet), and a view without
+/// speakers as silent for ever: nobody is there to answer.
 #[must_use]
-pub fn silent_for(st: &NodeStatus) -> Option<Duration> {
+pub fn silent_for(st: &NodeStatus, waited: Duration) -> Option<Duration> {
     st.room.as_ref()?;
     let heard = st
         .view
         .iter()
         .filter(|m| m.role != "controller" && m.id != st.id)
-        .filter_map(|m| m.last_heard_ms)
+        .map(|m| m.last_heard_ms.map_or(waited, Duration::from_millis))
         .min();
-    Some(heard.map_or(Duration::MAX, Duration::from_millis))
+    Some(heard.unwrap_or(Duration::MAX))
 }
 
 /// One row of the mixer.
@@ -435,7 +437,7 @@ pub fn state_held(
     let t = transport_of(&st.channels);
     // Nobody answers: show the room as it was when a speaker was last
     // heard, rather than positions that move on for all we know.
-    let at = match (connection, st.mesh_time_ns, silent_for(st)) {
+    let at = match (connection, st.mesh_time_ns, silent_for(st, waited)) {
         (Connection::NoAnswer, Some(now), Some(silent)) => {
             let last_heard =
                 now.saturating_sub(u64::try_from(silent.as_nanos()).unwrap_or(u64::MAX));
@@ -683,6 +685,16 @@ mod tests {
         assert_eq!(
             Connection::of(&st, Duration::ZERO, GIVE_UP),
             Connection::ReadOnly
+        );
+        // Never heard: silent only once the controller has waited as long.
+        st.view[0].last_heard_ms = None;
+        assert_eq!(
+            Connection::of(&st, Duration::from_millis(500), GIVE_UP),
+            Connection::ReadOnly
+        );
+        assert_eq!(
+            Connection::of(&st, SILENT_AFTER, GIVE_UP),
+            Connection::NoAnswer
         );
         // A view without any speaker: nobody answers.
         st.view.remove(0);
