@@ -19,8 +19,8 @@ pub mod exit {
     /// The command line or the input is wrong (unknown channel, volume out
     /// of range, seek past the end, unreadable secret).
     pub const USAGE: u8 = 2;
-    /// The room cannot be reached: no speaker answered, or they rejected
-    /// the secret.
+    /// The room cannot be reached: no speaker answered, they rejected the
+    /// secret, or none of the room's speakers answers any more.
     pub const UNREACHABLE: u8 = 3;
     /// The controller is on the minority side of a partition: read-only.
     pub const READ_ONLY: u8 = 4;
@@ -37,15 +37,22 @@ pub mod exit {
 The controller joins the speakers' mesh with the room's group secret, as a member that \
 owns no speaker: it votes and observes, and the speakers never depend on it. Without a \
 command it serves the web mixer on http://127.0.0.1:8080; the other commands act once \
-and return when the room has applied the decision.",
+and return when the room has applied the decision. After joining they wait briefly (up to \
+2 s) for the names of the speakers, the track's title and its channels, and print what has \
+not arrived by then as \"not known yet\". Output written to a reader that has gone away \
+(`status | head -1`) is dropped quietly; the exit status still says how the command went.",
     after_long_help = "Examples:\n  \
 autoharmonize demo                                      # a room of 4 speakers on this computer\n  \
 autoharmonize --secret-file room.secret                 # web mixer on 127.0.0.1:8080\n  \
 autoharmonize --secret-file room.secret play\n  \
 autoharmonize --secret-file room.secret seek all 1:30\n  \
+autoharmonize --secret-file room.secret volume bass 40\n  \
 autoharmonize --secret-file room.secret volume 2 40 --json\n\n\
+Channels are `all`, a number (0, 1, ...) or the loaded track's channel names, in any case. \
+--json prints one object of plain fields (the event as POST /api/act takes it, and the \
+room's state).\n\n\
 Exit status: 0 applied, 1 failed (not decided in time), 2 bad input or options, \
-3 the room cannot be reached (no speaker, wrong secret), 4 read-only (this controller \
+3 the room cannot be reached (no speaker found, wrong secret, or no speaker answering any more), 4 read-only (this controller \
 is cut off from the majority of the speakers)."
 )]
 pub struct Cli {
@@ -74,7 +81,9 @@ pub struct RoomArgs {
     /// Repeat for several. Needed where mDNS does not work.
     #[arg(long = "peer", value_name = "ADDR[:PORT]", value_parser = autoharmonize_node::config::parse_peer, global = true)]
     pub peers: Vec<SocketAddr>,
-    /// Do not look for speakers over mDNS (use --peer).
+    /// Do not look for speakers over mDNS. Then at least one --peer is
+    /// needed (or a fixed --bind port that the speakers list as a peer):
+    /// without one the controller stops at once, exit status 2.
     #[arg(long, global = true)]
     pub no_mdns: bool,
     /// Run mDNS only on this network interface (repeatable; default: all
@@ -119,26 +128,30 @@ pub enum Verb {
     Members,
     /// Play a channel, or all (the default).
     Play {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         #[arg(default_value = "all")]
         channel: String,
     },
     /// Pause a channel, or all (the default).
     Pause {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         #[arg(default_value = "all")]
         channel: String,
     },
     /// Move a channel (or all) to a position.
     Seek {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         channel: String,
         /// Position: m:ss, h:mm:ss, or seconds, optionally with .fff.
         time: String,
     },
     /// Set a channel's (or every channel's) volume.
     Volume {
-        /// `all` or a channel number.
+        /// `all`, a channel number, or the name of one of the loaded
+        /// track's channels (`drums`; any case), as `status` lists them.
         channel: String,
         /// Volume in percent, 0 to 100.
         percent: String,

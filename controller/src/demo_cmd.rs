@@ -18,6 +18,7 @@ use autoharmonize_controller::cli::{Cli, DemoArgs, exit};
 use autoharmonize_controller::demo::room::{self, AudioReport, Room};
 use autoharmonize_controller::demo::{self, Layout, NodePlan, Sink, music};
 use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
+use autoharmonize_controller::{out, outln};
 use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::transport::Gain;
@@ -97,13 +98,12 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
         dir: demo_dir(args.dir.as_deref())?,
     };
     write_secret(&layout.secret())?;
-    println!("Autoharmonize demo in {}", layout.dir.display());
+    outln!("Autoharmonize demo in {}", layout.dir.display());
 
-    print!(
+    out!(
         "Synthesizing a {}-second song in A minor (drums, bass, chords, lead)... ",
         args.seconds
     );
-    let _ = std::io::stdout().flush();
     let started = Instant::now();
     let (track, song) = (layout.track(), music::Song::new(args.seconds));
     let synth = tokio::task::spawn_blocking(move || music::write_track(&track, &song));
@@ -112,11 +112,11 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
             .map_err(|e| failed(format!("synthesizing the song: {e}")))?
             .map_err(failed)?,
         s = signals.recv() => {
-            println!("\n{s}: stopped before any speaker started.");
+            outln!("\n{s}: stopped before any speaker started.");
             return Ok(());
         }
     }
-    println!("{:.1} s.", started.elapsed().as_secs_f64());
+    outln!("{:.1} s.", started.elapsed().as_secs_f64());
 
     let n = usize::from(args.nodes);
     let udp_free = |p| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
@@ -134,7 +134,7 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let controller = SocketAddr::from((Ipv4Addr::LOCALHOST, udp[n]));
     let has_device = demo::has_playback_device(Path::new("/dev/snd"));
     if args.output == demo::OutputChoice::Auto && !has_device {
-        println!(
+        outln!(
             "No sound device here (/dev/snd has no playback device): each speaker writes a WAV file."
         );
     }
@@ -142,7 +142,7 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
         .map(|i| demo::sink_for(&args.output, has_device, &layout.dir, i))
         .collect();
     let plans = demo::plan(&layout, &udp[..n], &tcp, sinks);
-    println!("Starting {n} speakers ({})...", program.display());
+    outln!("Starting {n} speakers ({})...", program.display());
     let room = Arc::new(
         Room::start(&program, &plans, |p| {
             demo::node_args(&layout, p, &plans, &[controller])
@@ -153,7 +153,7 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let outcome = tokio::select! {
         r = run_room(args, &layout, &plans, &room, controller) => r,
         s = signals.recv() => {
-            println!("\n{s}: stopping the demo...");
+            outln!("\n{s}: stopping the demo...");
             Ok(Ending::Stopped)
         }
     };
@@ -170,8 +170,12 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
             };
             let shutdown = async move {
                 tokio::select! {
-                    s = signals.recv() => println!("\n{s}: stopping the demo..."),
-                    () = all_gone => println!("Every speaker has stopped; stopping the demo."),
+                    s = signals.recv() => {
+                        outln!("\n{s}: stopping the demo...");
+                    }
+                    () = all_gone => {
+                        outln!("Every speaker has stopped; stopping the demo.");
+                    }
                 }
             };
             let served = serve(link, listen, shutdown).await;
@@ -192,10 +196,10 @@ async fn demo(args: &DemoArgs) -> Result<(), Failure> {
             (_, true, _) => format!("did not stop within {STOP_WITHIN:?}: killed"),
             _ => "stopped".to_owned(),
         };
-        println!("  {} (pid {}) {how}", s.plan.name, s.pid);
+        outln!("  {} (pid {}) {how}", s.plan.name, s.pid);
     }
     recordings(&plans);
-    println!(
+    outln!(
         "Everything of this demo is in {} (song: media/{}, logs: logs/).",
         layout.dir.display(),
         demo::TRACK
@@ -269,20 +273,20 @@ async fn run_room(
         .map(|p| p.mesh.to_string())
         .unwrap_or_default();
     if args.paused {
-        println!("The room is paused at 0:00: press play on All in the mixer.");
+        outln!("The room is paused at 0:00: press play on All in the mixer.");
     } else {
-        println!("The room is playing at {}% volume.", args.volume);
+        outln!("The room is playing at {}% volume.", args.volume);
     }
-    println!("What to try:");
-    println!("  - pause or turn down one speaker's row: the others play on, in step");
-    println!("  - seek All: every speaker jumps at the same instant");
-    println!("  - kill a speaker (kill PID, from the list above): the room plays on without it");
-    println!("  - the command line, from another terminal:");
-    println!(
+    outln!("What to try:");
+    outln!("  - pause or turn down one speaker's row: the others play on, in step");
+    outln!("  - seek All: every speaker jumps at the same instant");
+    outln!("  - kill a speaker (kill PID, from the list above): the room plays on without it");
+    outln!("  - the command line, from another terminal:");
+    outln!(
         "      {exe} --secret-file {} --no-mdns --peer {peer} status",
         layout.secret().display()
     );
-    println!("Ctrl-C stops the mixer and every speaker.");
+    outln!("Ctrl-C stops the mixer and every speaker.");
     Ok(Ending::Serving(link, mixer_address(args.listen)))
 }
 
@@ -357,14 +361,14 @@ async fn wait_ready(plans: &[NodePlan], room: &Room) -> Result<(), Failure> {
 /// Prints each speaker's stem and output from its own status, warning
 /// about any that makes no sound.
 async fn describe(plans: &[NodePlan], room: &Room) {
-    println!("Speakers (each its own process, on 127.0.0.1):");
+    outln!("Speakers (each its own process, on 127.0.0.1):");
     let pids = room.pids();
     let mut silent = Vec::new();
     for (p, pid) in plans.iter().zip(pids) {
         let report = match room::fetch_status(p.status).await {
             Ok(st) => AudioReport::of(&st),
             Err(e) => {
-                println!("  {:<14} pid {pid:<7} status unavailable: {e}", p.name);
+                outln!("  {:<14} pid {pid:<7} status unavailable: {e}", p.name);
                 continue;
             }
         };
@@ -377,7 +381,7 @@ async fn describe(plans: &[NodePlan], room: &Room) {
             Sink::Wav(path) => format!("writes {}", path.display()),
             other => format!("plays on {other}"),
         };
-        println!("  {:<14} pid {pid:<7} {stems:<7} {to}", p.name);
+        outln!("  {:<14} pid {pid:<7} {stems:<7} {to}", p.name);
         if !report.ok() {
             silent.push((p, report));
         }
@@ -396,7 +400,7 @@ async fn describe(plans: &[NodePlan], room: &Room) {
             (Some(o), false) => format!("its output {o} is not running"),
             (Some(_), true) => r.problems.join("; "),
         };
-        println!(
+        outln!(
             "WARNING: {} makes no sound: {why} (log: {})",
             p.name,
             p.log.display()
@@ -409,14 +413,14 @@ async fn watch(room: Arc<Room>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         for gone in room.exited() {
-            println!(
+            outln!(
                 "Speaker {} stopped by itself ({}); the others play on. Its log: {}",
                 gone.plan.name,
                 gone.status,
                 gone.plan.log.display()
             );
             for line in room::log_tail(&gone.plan.log, 5) {
-                println!("    {line}");
+                outln!("    {line}");
             }
         }
     }
@@ -443,7 +447,7 @@ fn recordings(plans: &[NodePlan]) {
     if wavs.is_empty() {
         return;
     }
-    println!("What the speakers played (WAV, 48 kHz stereo):");
+    outln!("What the speakers played (WAV, 48 kHz stereo):");
     for path in wavs {
         let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
         let what = match hound::WavReader::open(path) {
@@ -461,7 +465,7 @@ fn recordings(plans: &[NodePlan]) {
             }
             Err(e) => format!("unreadable: {e}"),
         };
-        println!("  {} ({what})", path.display());
+        outln!("  {} ({what})", path.display());
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use autoharmonize_node::discovery::{Discovery, DiscoveryConfig};
 use autoharmonize_node::mesh::{self, AudioHealth, Mesh, MeshSetup};
-use autoharmonize_node::status::{Command, NodeStatus};
+use autoharmonize_node::status::NodeStatus;
 use autoharmonize_protocol::event::Event;
 use autoharmonize_protocol::member::CastError;
 use autoharmonize_protocol::seal::GroupKey;
@@ -26,8 +26,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::ballot::{Ballot, Client};
 use crate::mixer::Connection;
-use crate::pending::Outcome;
+use crate::pending::{Outcome, Pending};
+
+/// How long the CLI waits, after joining, for the names of the room's
+/// speakers and the loaded track's title and channel names before showing
+/// anything ([`Link::described`]): they come with the catalogue, usually a
+/// few rounds after joining. Past it, what has not arrived is shown as
+/// not known yet.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// How to reach the room.
 #[derive(Clone, Debug)]
@@ -51,6 +59,16 @@ pub struct LinkConfig {
     pub name: Option<String>,
 }
 
+impl LinkConfig {
+    /// Whether the controller can meet a speaker at all: it looks for them
+    /// (mDNS), knows one (`peers`), or binds a fixed port that speakers may
+    /// list as their static peer (the demo's and the tests' rooms do).
+    #[must_use]
+    pub fn can_reach_anyone(&self) -> bool {
+        self.mdns || !self.peers.is_empty() || self.bind.port() != 0
+    }
+}
+
 /// Why the controller could not do what was asked. Retrying helps for
 /// [`LinkError::ReadOnly`] and [`LinkError::Timeout`] once the network
 /// heals; the others need a person.
@@ -71,20 +89,43 @@ pub enum LinkError {
     /// mDNS could not start.
     #[error("starting mDNS discovery (use --no-mdns and --peer to do without): {0}")]
     Discovery(#[from] autoharmonize_node::discovery::DiscoveryError),
-    /// Speakers answered but rejected our secret.
-    #[error("wrong secret: speakers answer, but reject this controller's group secret")]
+    /// mDNS is off, no peer is given and the socket's port is picked at
+    /// random, so no speaker can be contacted and none can know where to
+    /// reach the controller: waiting would only end in [`LinkError::NoSpeaker`].
+    #[error(
+        "nothing to contact: --no-mdns turns off looking for speakers and no --peer names one \
+         (give --peer ADDR[:PORT] for a speaker, or leave out --no-mdns)"
+    )]
+    NothingToContact,
+    /// Speakers answered but rejected our secret: their datagrams failed
+    /// authentication here, or they sent refusal notices for ours.
+    #[error(
+        "wrong secret: the speakers answer, but this controller's datagrams fail authentication \
+         there (or theirs here); check --secret-file against the speakers' secret_file"
+    )]
     WrongSecret,
     /// Nobody answered.
     #[error(
         "no speaker found within {0:?} (are the speakers on, on this network, and is --peer or mDNS right?)"
     )]
     NoSpeaker(Duration),
+    /// In the room, but no speaker has been heard for a while.
+    #[error(
+        "no speaker is answering: none has been heard for a few seconds (switched off, or the \
+         network to them is down)"
+    )]
+    NoAnswer,
     /// Our side of a partition has no majority.
     #[error("read-only: this controller cannot reach a majority of the speakers")]
     ReadOnly,
     /// The room refused the vote.
     #[error("vote refused: {0}")]
     Refused(#[from] CastError),
+    /// This client's own queue of votes is full (it votes faster than the
+    /// room decides), or too many clients vote at once. Retrying once its
+    /// earlier votes are decided helps.
+    #[error("vote refused: {0}")]
+    Busy(#[from] crate::fair::Refusal),
     /// The vote was dropped without a decision.
     #[error("the vote was not decided (the room lost its majority, or changed)")]
     Dropped,
@@ -99,7 +140,12 @@ pub enum LinkError {
 /// A running controller member.
 pub struct Link {
     status: watch::Receiver<Arc<NodeStatus>>,
-    commands: mpsc::Sender<Command>,
+    /// Our votes on their way into the member, in fair turns per client.
+    ballot: Arc<Ballot>,
+    /// This link's own client (the CLI's verbs, the demo's set-up).
+    own: Client,
+    /// Hands queued votes to the member.
+    feeder: JoinHandle<()>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     started: Instant,
@@ -121,8 +167,12 @@ impl Link {
     /// a tokio runtime.
     ///
     /// # Errors
-    /// [`LinkError::Bind`], [`LinkError::Secret`], [`LinkError::Discovery`].
+    /// [`LinkError::NothingToContact`], [`LinkError::Bind`],
+    /// [`LinkError::Secret`], [`LinkError::Discovery`].
     pub async fn start(cfg: &LinkConfig) -> Result<Link, LinkError> {
+        if !cfg.can_reach_anyone() {
+            return Err(LinkError::NothingToContact);
+        }
         let key = GroupKey::new(&cfg.secret).map_err(|e| LinkError::Secret(e.to_string()))?;
         let socket = UdpSocket::bind(cfg.bind)
             .await
@@ -188,9 +238,13 @@ impl Link {
             drop(health_tx);
         });
         info!(member = %id, port, "controller joining the room");
+        let ballot = Ballot::new(status.clone());
+        let feeder = tokio::spawn(Arc::clone(&ballot).feed(commands));
         Ok(Link {
             status,
-            commands,
+            own: ballot.client(),
+            ballot,
+            feeder,
             stop: Mutex::new(Some(stop)),
             task: Mutex::new(Some(task)),
             started: Instant::now(),
@@ -256,12 +310,35 @@ impl Link {
         }
     }
 
+    /// Waits (at most `timeout`) until what the room's members and its
+    /// track are called has arrived: the name of every speaker in the view
+    /// and the loaded track's description (its title and channel names).
+    /// They come with the catalogue a few rounds after joining; the rest
+    /// of the catalogue (every track's holders) is not waited for. Returns
+    /// the latest status either way; see [`described`].
+    pub async fn described(&self, timeout: Duration) -> Arc<NodeStatus> {
+        let mut rx = self.status.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let st = rx.borrow_and_update().clone();
+            if described(&st) {
+                return st;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.status();
+            }
+        }
+    }
+
     /// Waits until the controller is in the room and the room has
     /// decided something since (so its state is current).
     ///
     /// # Errors
     /// [`LinkError::WrongSecret`], [`LinkError::NoSpeaker`],
-    /// [`LinkError::Stopped`].
+    /// [`LinkError::NoAnswer`], [`LinkError::Stopped`].
     pub async fn joined(&self) -> Result<Arc<NodeStatus>, LinkError> {
         let mut rx = self.status.clone();
         loop {
@@ -274,28 +351,36 @@ impl Link {
                     return Err(LinkError::WrongSecret);
                 }
                 Connection::NoSpeaker => return Err(LinkError::NoSpeaker(self.give_up)),
+                Connection::NoAnswer => return Err(LinkError::NoAnswer),
                 _ => {}
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
         }
     }
 
-    /// Casts a vote; returns its sequence number.
+    /// Casts a vote as this link's own client (see [`Link::client`]);
+    /// returns its sequence number once the member took it.
     ///
     /// # Errors
-    /// [`LinkError::Refused`] ([`LinkError::ReadOnly`] for a read-only
-    /// side), [`LinkError::Stopped`].
+    /// [`LinkError::Busy`], [`LinkError::Refused`] ([`LinkError::ReadOnly`]
+    /// for a read-only side), [`LinkError::Stopped`].
     pub async fn cast(&self, event: Event) -> Result<u32, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Cast(event, tx))
-            .await
-            .map_err(|_| LinkError::Stopped)?;
-        match rx.await.map_err(|_| LinkError::Stopped)? {
-            Ok(seq) => Ok(seq),
-            Err(CastError::ReadOnly) => Err(LinkError::ReadOnly),
-            Err(e) => Err(LinkError::Refused(e)),
-        }
+        self.own.cast(event).await
+    }
+
+    /// A client of its own for one person's connection (a page, an HTTP
+    /// connection): its votes wait in their own queue and take turns with
+    /// every other client's ([`crate::ballot`]).
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.ballot.client()
+    }
+
+    /// Which channels wait for one of our votes, of any client: queued
+    /// for their turn, or cast and not yet applied.
+    #[must_use]
+    pub fn pending(&self) -> Pending {
+        self.ballot.pending()
     }
 
     /// Waits until vote `seq` is applied; returns the status from then.
@@ -350,6 +435,7 @@ impl Link {
 
     /// Says goodbye to the room and stops the loop.
     pub async fn stop(&self) {
+        self.feeder.abort();
         let stop = self
             .stop
             .lock()
@@ -369,6 +455,18 @@ impl Link {
     }
 }
 
+/// Whether `st` knows what its room's speakers and loaded track are
+/// called (see [`Link::described`]).
+#[must_use]
+pub fn described(st: &NodeStatus) -> bool {
+    let named = st
+        .view
+        .iter()
+        .all(|m| m.name.is_some() || m.role == "controller");
+    let track = st.track.as_ref().is_none_or(|t| t.title.is_some());
+    st.room.is_some() && named && track
+}
+
 /// What our member's status says about own vote `seq`.
 #[must_use]
 pub fn outcome(st: &NodeStatus, seq: u32) -> Outcome {
@@ -380,5 +478,45 @@ pub fn outcome(st: &NodeStatus, seq: u32) -> Outcome {
         None if st.own_votes.first().is_some_and(|f| f.seq > seq) => Outcome::Decided(None),
         // Not in the published status yet.
         None => Outcome::Waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mdns: bool, peers: &[&str], bind: &str) -> LinkConfig {
+        LinkConfig {
+            secret: b"correct horse battery staple 42".to_vec(),
+            bind: bind.parse().expect("an address"),
+            peers: peers
+                .iter()
+                .map(|p| p.parse().expect("an address"))
+                .collect(),
+            mdns,
+            mdns_interfaces: Vec::new(),
+            heartbeat_ms: 100,
+            give_up: Duration::from_secs(600),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_controller_needs_some_way_to_meet_a_speaker() {
+        assert!(!config(false, &[], "127.0.0.1:0").can_reach_anyone());
+        assert!(config(true, &[], "127.0.0.1:0").can_reach_anyone());
+        assert!(config(false, &["127.0.0.1:7710"], "127.0.0.1:0").can_reach_anyone());
+        // Speakers that list this address as a static peer will come.
+        assert!(config(false, &[], "127.0.0.1:7799").can_reach_anyone());
+    }
+
+    #[tokio::test]
+    async fn nothing_to_contact_fails_at_once_instead_of_waiting() {
+        // The give-up is 600 s: an answer at all means it did not wait.
+        match Link::start(&config(false, &[], "127.0.0.1:0")).await {
+            Err(LinkError::NothingToContact) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("started a link that can reach nobody"),
+        }
     }
 }

@@ -12,11 +12,13 @@ use std::time::Duration;
 use autoharmonize_controller::access::{self, Access};
 use autoharmonize_controller::action::{self, ActionError};
 use autoharmonize_controller::cli::{Cli, RoomArgs, Verb, exit};
-use autoharmonize_controller::link::{Link, LinkConfig, LinkError};
+use autoharmonize_controller::link::{self, Link, LinkConfig, LinkError};
 use autoharmonize_controller::mixer::{self, Connection};
 use autoharmonize_controller::pending::Pending;
-use autoharmonize_controller::{position, report, web};
+use autoharmonize_controller::{errln, out, outln, position, report, web};
 use autoharmonize_node::logging;
+use autoharmonize_node::status::NodeStatus;
+use autoharmonize_protocol::Channel;
 use autoharmonize_protocol::event::Event;
 use clap::Parser as _;
 use tracing::{info, warn};
@@ -39,9 +41,14 @@ impl Failure {
 impl From<LinkError> for Failure {
     fn from(e: LinkError) -> Failure {
         let code = match e {
-            LinkError::WrongSecret | LinkError::NoSpeaker(_) => exit::UNREACHABLE,
+            LinkError::WrongSecret | LinkError::NoSpeaker(_) | LinkError::NoAnswer => {
+                exit::UNREACHABLE
+            }
             LinkError::ReadOnly => exit::READ_ONLY,
-            LinkError::Secret(_) | LinkError::Bind { .. } | LinkError::Discovery(_) => exit::USAGE,
+            LinkError::Secret(_)
+            | LinkError::Bind { .. }
+            | LinkError::Discovery(_)
+            | LinkError::NothingToContact => exit::USAGE,
             LinkError::Refused(autoharmonize_protocol::member::CastError::Invalid(_)) => {
                 exit::USAGE
             }
@@ -57,6 +64,33 @@ impl From<ActionError> for Failure {
     }
 }
 
+/// `--json` after a verb was applied.
+#[derive(serde::Serialize)]
+struct Applied {
+    /// Always true: a verb that was not applied reports an error instead.
+    applied: bool,
+    /// The event the verb cast, as the mixer's API takes it.
+    event: action::Action,
+    /// The room's state once it was applied.
+    state: mixer::MixerState,
+}
+
+/// `--json` after a failure.
+#[derive(serde::Serialize)]
+struct ErrorReport<'a> {
+    /// What went wrong, for a person.
+    error: &'a str,
+    /// The exit status it maps to.
+    exit: u8,
+}
+
+/// Pretty JSON of one of the output types above or of the mixer's state
+/// (plain data: serializing cannot fail).
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // Verbs print their result; logs below warn would drown it.
@@ -70,7 +104,7 @@ fn main() -> ExitCode {
         Ok(Some(warning)) => warn!("{warning}"),
         Ok(None) => {}
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(exit::FAILED);
         }
     }
@@ -78,12 +112,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
             if cli.json {
-                println!(
+                outln!(
                     "{}",
-                    serde_json::json!({ "error": f.message, "exit": f.code })
+                    to_json(&ErrorReport {
+                        error: &f.message,
+                        exit: f.code
+                    })
                 );
             } else {
-                eprintln!("error: {}", f.message);
+                errln!("error: {}", f.message);
             }
             ExitCode::from(f.code)
         }
@@ -148,29 +185,37 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     })
 }
 
+/// The channel `text` names in the room: `all`, a number, or one of the
+/// loaded track's channel names, which arrive with the catalogue a few
+/// rounds after joining (waited for, at most `--wait`, only when needed).
+async fn channel(link: &Link, st: &NodeStatus, text: &str) -> Result<Channel, Failure> {
+    match action::parse_channel(text, action::channel_names(st)) {
+        Err(ActionError::NamesNotKnown(_)) => {
+            let st = link.described(link.give_up()).await;
+            Ok(action::parse_channel(text, action::channel_names(&st))?)
+        }
+        r => Ok(r?),
+    }
+}
+
 async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
-    let event = match verb {
-        Verb::Play { channel } => Some(Event::Play {
-            channel: action::parse_channel(channel)?,
-        }),
-        Verb::Pause { channel } => Some(Event::Pause {
-            channel: action::parse_channel(channel)?,
-        }),
-        Verb::Seek { channel, time } => Some(Event::Seek {
-            channel: action::parse_channel(channel)?,
-            to: position::parse(time).map_err(ActionError::from)?,
-        }),
-        Verb::Volume { channel, percent } => Some(Event::Volume {
-            channel: action::parse_channel(channel)?,
-            gain: action::parse_volume(percent)?,
-        }),
-        Verb::Tracks | Verb::Load { .. } => None,
-        Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => None,
+    // What can be checked without the room comes first: a typo in a time
+    // or a volume fails at once. Channels are checked in the room, whose
+    // loaded track names them.
+    let to = match verb {
+        Verb::Seek { time, .. } => Some(position::parse(time).map_err(ActionError::from)?),
+        _ => None,
     };
-    let st = link.joined().await?;
-    let show = |st: &autoharmonize_node::status::NodeStatus| {
-        mixer::state(st, &Pending::default(), link.waited(), link.give_up())
+    let gain = match verb {
+        Verb::Volume { percent, .. } => Some(action::parse_volume(percent)?),
+        _ => None,
     };
+    link.joined().await?;
+    // Names and titles arrive a few rounds after joining: wait for them
+    // briefly, so what is printed names things (or says what is not known).
+    let st = link.described(link::DESCRIBE_WAIT).await;
+    let show =
+        |st: &NodeStatus| mixer::state(st, &Pending::default(), link.waited(), link.give_up());
     // The catalogue arrives a few rounds after joining: `tracks` and `load`
     // wait for it (bounded), so a fresh controller does not list nothing.
     let event = match verb {
@@ -178,49 +223,60 @@ async fn one_verb(link: &Link, verb: &Verb, json: bool) -> Result<(), Failure> {
             let st = link.catalogue(link.give_up()).await;
             let m = show(&st);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&m.tracks).unwrap_or_default()
-                );
+                outln!("{}", to_json(&m.tracks));
             } else {
-                print!("{}", report::tracks(&m, st.catalogue_complete));
+                out!("{}", report::tracks(&m, st.catalogue_complete));
+            }
+            return Ok(());
+        }
+        Verb::Status | Verb::Members | Verb::Serve { .. } | Verb::Demo(_) => {
+            let m = show(&st);
+            if json {
+                outln!("{}", to_json(&m));
+            } else if matches!(verb, Verb::Members) {
+                out!("{}", report::members(&m));
+            } else {
+                out!("{}", report::status(&m));
             }
             return Ok(());
         }
         Verb::Load { track } => {
             let st = link.catalogue(link.give_up()).await;
-            Some(action::load_event(&st.tracks, track)?)
+            action::load_event(&st.tracks, track)?
         }
-        _ => event,
+        Verb::Play { channel: c } => Event::Play {
+            channel: channel(link, &st, c).await?,
+        },
+        Verb::Pause { channel: c } => Event::Pause {
+            channel: channel(link, &st, c).await?,
+        },
+        Verb::Seek { channel: c, .. } => Event::Seek {
+            channel: channel(link, &st, c).await?,
+            to: to.expect("parsed above for seek"),
+        },
+        Verb::Volume { channel: c, .. } => Event::Volume {
+            channel: channel(link, &st, c).await?,
+            gain: gain.expect("parsed above for volume"),
+        },
     };
-    let Some(event) = event else {
-        // Names come with the catalogue: `members` waits for it (bounded).
-        let st = if matches!(verb, Verb::Members) {
-            link.catalogue(link.give_up()).await
-        } else {
-            st
-        };
-        let m = show(&st);
-        if json {
-            println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
-        } else if matches!(verb, Verb::Members) {
-            print!("{}", report::members(&m));
-        } else {
-            print!("{}", report::status(&m));
-        }
-        return Ok(());
-    };
+    let st = link.status();
     action::check(&event, st.channels.len(), mixer::loaded_length(&st))?;
-    if Connection::of(&st, link.waited(), link.give_up()) == Connection::ReadOnly {
-        return Err(LinkError::ReadOnly.into());
+    match Connection::of(&st, link.waited(), link.give_up()) {
+        Connection::ReadOnly => return Err(LinkError::ReadOnly.into()),
+        Connection::NoAnswer => return Err(LinkError::NoAnswer.into()),
+        _ => {}
     }
     let st = link.act(event).await?;
     let m = show(&st);
     if json {
-        let out = serde_json::json!({ "applied": true, "event": format!("{event:?}"), "state": m });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        let out = Applied {
+            applied: true,
+            event: action::Action::of(&event),
+            state: m,
+        };
+        outln!("{}", to_json(&out));
     } else {
-        print!("{}", report::applied(&event, &m));
+        out!("{}", report::applied(&event, &m));
     }
     Ok(())
 }
@@ -260,14 +316,14 @@ async fn serve(
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot listen on {listen}: {e}")))?;
     let bound = listener.local_addr().unwrap_or(listen);
     let urls = urls(bound, access.token());
-    println!("Autoharmonize mixer:");
+    outln!("Autoharmonize mixer:");
     for u in &urls {
-        println!("  {u}");
+        outln!("  {u}");
     }
     if let Some(token) = access.token() {
-        println!("The mixer is open to the network: every request needs the access token {token}.");
+        outln!("The mixer is open to the network: every request needs the access token {token}.");
         if let Some(qr) = urls.first().and_then(|u| access::qr_text(u)) {
-            println!("Scan to open it on a phone:\n{qr}");
+            outln!("Scan to open it on a phone:\n{qr}");
         }
     }
     info!(listen = %bound, token_required = access.token().is_some(), "mixer listening");

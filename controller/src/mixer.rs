@@ -14,6 +14,7 @@ use autoharmonize_protocol::transport::{ChannelState, Frames, Gain, RunState, Tr
 use autoharmonize_protocol::{Channel, MeshTime};
 use serde::Serialize;
 
+use crate::action::ChannelArg;
 use crate::pending::Pending;
 use crate::position;
 
@@ -28,7 +29,12 @@ pub enum Connection {
     /// In the room, on a side without a majority: it shows the last agreed
     /// state and accepts no changes until the partition heals.
     ReadOnly,
-    /// Speakers answer, but their datagrams fail authentication.
+    /// In the room, but no speaker of it has been heard for
+    /// [`SILENT_AFTER`]: all are off, or the network to them is down. What
+    /// they play is unknown, so positions stop where one was last heard.
+    NoAnswer,
+    /// Speakers answer, but their datagrams fail authentication here, or
+    /// they refuse ours (refusal notices): the secrets differ.
     WrongSecret,
     /// Nothing answered at all.
     NoSpeaker,
@@ -41,12 +47,16 @@ impl Connection {
     #[must_use]
     pub fn of(st: &NodeStatus, waited: Duration, give_up: Duration) -> Connection {
         if st.room.is_some() {
-            if st.writable {
+            if silent_for(st, waited).is_some_and(|s| s >= SILENT_AFTER) {
+                Connection::NoAnswer
+            } else if st.writable {
                 Connection::Live
             } else {
                 Connection::ReadOnly
             }
-        } else if st.envelope.forged > 0 {
+        } else if st.envelope.forged > 0 || st.envelope.refused > 0 {
+            // Datagrams came that failed authentication here, or speakers
+            // sent refusal notices: ours failed there.
             Connection::WrongSecret
         } else if waited >= give_up {
             Connection::NoSpeaker
@@ -65,9 +75,15 @@ impl Connection {
                 "Read-only: this controller is cut off from the majority of the speakers. \
                  They keep playing the last agreed state; controls come back when the network heals."
             }
+            Connection::NoAnswer => {
+                "No speaker is answering: none has been heard for a few seconds (switched off, \
+                 or the network between them and this computer is down). What they play now is \
+                 unknown; the positions shown are from when one was last heard."
+            }
             Connection::WrongSecret => {
-                "Wrong secret: speakers answer, but reject this controller's group secret \
-                 (check --secret-file)."
+                "Wrong secret: speakers answer, but this controller's datagrams fail \
+                 authentication there (or theirs here): the group secret is likely not the \
+                 room's (check --secret-file against the speakers' secret_file)."
             }
             Connection::NoSpeaker => {
                 "No speaker found: nothing answered on the network \
@@ -77,11 +93,37 @@ impl Connection {
     }
 }
 
+/// Silence from every speaker of the room after which the controller says
+/// that no speaker is answering: twenty heartbeats, far past the 600 ms in
+/// which a live room evicts a dead member (so one dead speaker among live
+/// ones never looks like this), and past a loaded machine's late rounds.
+pub const SILENT_AFTER: Duration = Duration::from_secs(2);
+
+/// How long since the most recently heard speaker of the view was heard,
+/// for a controller that started `waited` ago; `None` when not in a room.
+/// A speaker never heard counts as silent since the controller started
+/// (a fresh controller has not heard everyone yet), and a view without
+/// speakers as silent for ever: nobody is there to answer.
+#[must_use]
+pub fn silent_for(st: &NodeStatus, waited: Duration) -> Option<Duration> {
+    st.room.as_ref()?;
+    let heard = st
+        .view
+        .iter()
+        .filter(|m| m.role != "controller" && m.id != st.id)
+        .map(|m| m.last_heard_ms.map_or(waited, Duration::from_millis))
+        .min();
+    Some(heard.unwrap_or(Duration::MAX))
+}
+
 /// One row of the mixer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChannelView {
-    /// `all` or the stem number.
-    pub channel: String,
+    /// `"all"` or the stem number.
+    pub channel: ChannelArg,
+    /// The stem's name in the loaded track; null for All, without a
+    /// track, or until the track's description has arrived.
+    pub name: Option<String>,
     /// `playing`, `paused` or (All only) `mixed`.
     pub run: &'static str,
     /// Position at `MixerState::mesh_time_ns`, in ms.
@@ -99,13 +141,15 @@ pub struct ChannelView {
 pub struct MemberView {
     /// Member id (hex).
     pub id: String,
-    /// Its name (config `name`, from the room's catalogue), or role and
-    /// short id until that arrives.
-    pub name: String,
+    /// Its name (config `name`, from the room's catalogue); null until
+    /// that has arrived (see [`MemberView::label`]).
+    pub name: Option<String>,
     /// `speaker` or `controller`.
     pub role: String,
-    /// The stem it plays, `all`, or empty for a controller.
-    pub channel: String,
+    /// The stem number it plays, `"all"`, or none for a controller.
+    pub channel: Option<ChannelArg>,
+    /// The name of the stem it plays in the loaded track, once known.
+    pub channel_name: Option<String>,
     /// `good` (≤ 0.2 ms), `fair` (≤ 1 ms), `poor`, or `unknown`.
     pub clock: &'static str,
     /// Bound on its clock error, µs.
@@ -122,6 +166,34 @@ pub struct MemberView {
     pub is_leader: bool,
 }
 
+impl MemberView {
+    /// What to call it: its name, or its role and short id with a note
+    /// that the name has not arrived.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!(
+                "{} {} (name not known yet)",
+                self.role,
+                self.id.get(..8).unwrap_or(&self.id)
+            ),
+        }
+    }
+}
+
+impl TrackView {
+    /// What to call it: its title, or its short id with a note that the
+    /// title has not arrived.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match &self.title {
+            Some(t) => t.clone(),
+            None => format!("{} (title not known yet)", self.short_id),
+        }
+    }
+}
+
 /// Everything the mixer shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MixerState {
@@ -133,8 +205,12 @@ pub struct MixerState {
     pub writable: bool,
     /// The room, if joined.
     pub room: Option<String>,
-    /// Mesh time of the positions, ns.
+    /// Mesh time of the positions, ns: now, or when a speaker was last
+    /// heard if none is answering.
     pub mesh_time_ns: Option<u64>,
+    /// Whether playing channels move on from their position as time
+    /// passes (false when no speaker answers: what they do is unknown).
+    pub advancing: bool,
     /// The All channel: the aggregate of every channel.
     pub all: ChannelView,
     /// One row per channel.
@@ -154,8 +230,8 @@ pub struct TrackView {
     pub id: String,
     /// Its first 8 hex digits.
     pub short_id: String,
-    /// Title (the id prefix until the catalogue describes it).
-    pub title: String,
+    /// Title; null until the catalogue describes the track.
+    pub title: Option<String>,
     /// Length in ms.
     pub length_ms: u64,
     /// Length as `m:ss`.
@@ -179,10 +255,42 @@ pub struct TrackChoice {
     pub length_frames: u64,
     /// Channel names in order.
     pub channels: Vec<String>,
-    /// Holders, as `name (stems)`.
-    pub holders: Vec<String>,
+    /// Who holds which of its stems.
+    pub holders: Vec<HolderView>,
     /// Whether this is the loaded track.
     pub loaded: bool,
+}
+
+/// A member holding stems of a track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HolderView {
+    /// Member id (hex).
+    pub id: String,
+    /// Its name, once the catalogue gave it.
+    pub name: Option<String>,
+    /// The stems it holds, by name (the number where a name is missing).
+    pub stems: Vec<String>,
+    /// Whether it holds every stem of the track.
+    pub all: bool,
+}
+
+impl HolderView {
+    /// `name (stems)` or `name (all)`; until the name is known, the id's
+    /// first 8 digits and a note saying so.
+    #[must_use]
+    pub fn label(&self) -> String {
+        let name = self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{} [name not known yet]",
+                self.id.chars().take(8).collect::<String>()
+            )
+        });
+        if self.all {
+            format!("{name} (all)")
+        } else {
+            format!("{name} ({})", self.stems.join(", "))
+        }
+    }
 }
 
 /// The picker's entry for a catalogue track.
@@ -199,10 +307,6 @@ fn choice(t: &TrackStatus, loaded: Option<&str>) -> TrackChoice {
             .holders
             .iter()
             .map(|h| {
-                let name = h
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| h.id.chars().take(8).collect());
                 let stems: Vec<String> = h
                     .stems
                     .iter()
@@ -213,10 +317,11 @@ fn choice(t: &TrackStatus, loaded: Option<&str>) -> TrackChoice {
                             .unwrap_or_else(|| i.to_string())
                     })
                     .collect();
-                if stems.len() == t.channels.len() {
-                    format!("{name} (all)")
-                } else {
-                    format!("{name} ({})", stems.join(", "))
+                HolderView {
+                    id: h.id.clone(),
+                    name: h.name.clone(),
+                    all: stems.len() == t.channels.len(),
+                    stems,
                 }
             })
             .collect(),
@@ -240,9 +345,17 @@ pub fn transport_of(channels: &[ChannelStatus]) -> Transport {
     t
 }
 
-fn row(channel: String, run: &'static str, pos: Frames, gain: Gain, pending: bool) -> ChannelView {
+fn row(
+    channel: Channel,
+    name: Option<String>,
+    run: &'static str,
+    pos: Frames,
+    gain: Gain,
+    pending: bool,
+) -> ChannelView {
     ChannelView {
-        channel,
+        channel: channel.into(),
+        name,
         run,
         position_ms: position::millis(pos),
         position: position::format(pos),
@@ -262,21 +375,25 @@ pub fn clock_health(error_us: Option<u32>) -> &'static str {
     }
 }
 
+/// The loaded track's name for channel `i`, once described.
+fn stem_name(st: &NodeStatus, i: u8) -> Option<String> {
+    st.track
+        .as_ref()
+        .and_then(|t| t.channels.get(usize::from(i)).cloned())
+}
+
 fn member(m: &ViewMember, st: &NodeStatus) -> MemberView {
-    let short = m.id.get(..8).unwrap_or(&m.id);
     let channel = match (m.role.as_str(), m.stem) {
-        ("controller", _) => String::new(),
-        (_, Some(s)) => s.to_string(),
-        (_, None) => "all".into(),
+        ("controller", _) => None,
+        (_, Some(s)) => Some(Channel::Stem(s).into()),
+        (_, None) => Some(Channel::All.into()),
     };
     MemberView {
         id: m.id.clone(),
-        name: m
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{} {short}", m.role)),
+        name: m.name.clone(),
         role: m.role.clone(),
         channel,
+        channel_name: m.stem.and_then(|s| stem_name(st, s)),
         clock: clock_health(m.clock_error_us),
         clock_error_us: m.clock_error_us,
         buffer_ms: m.buffer_ms,
@@ -296,17 +413,52 @@ pub fn state(
     waited: Duration,
     give_up: Duration,
 ) -> MixerState {
+    state_held(st, pending, waited, give_up, &mut Held::default())
+}
+
+/// The instant at which positions are held while no speaker answers,
+/// kept from one state to the next by a long-running mixer: each status
+/// places "last heard" a little differently (whole milliseconds, a clock
+/// estimate that still moves), and the held positions must not jitter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held(Option<u64>);
+
+/// [`state`], with positions held at `held`'s instant while no speaker
+/// answers (set at the first such state, cleared when one answers again).
+#[must_use]
+pub fn state_held(
+    st: &NodeStatus,
+    pending: &Pending,
+    waited: Duration,
+    give_up: Duration,
+    held: &mut Held,
+) -> MixerState {
     let connection = Connection::of(st, waited, give_up);
     let t = transport_of(&st.channels);
-    let now = MeshTime(st.mesh_time_ns.unwrap_or(0));
+    // Nobody answers: show the room as it was when a speaker was last
+    // heard, rather than positions that move on for all we know.
+    let at = match (connection, st.mesh_time_ns, silent_for(st, waited)) {
+        (Connection::NoAnswer, Some(now), Some(silent)) => {
+            let last_heard =
+                now.saturating_sub(u64::try_from(silent.as_nanos()).unwrap_or(u64::MAX));
+            Some(*held.0.get_or_insert(last_heard))
+        }
+        (_, now, _) => {
+            held.0 = None;
+            now
+        }
+    };
+    let now = MeshTime(at.unwrap_or(0));
     let channels = t
         .channels
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let stem = Channel::Stem(u8::try_from(i).unwrap_or(u8::MAX));
+            let i = u8::try_from(i).unwrap_or(u8::MAX);
+            let stem = Channel::Stem(i);
             row(
-                i.to_string(),
+                stem,
+                stem_name(st, i),
                 if c.playing { "playing" } else { "paused" },
                 c.position_at(now),
                 c.gain,
@@ -325,9 +477,11 @@ pub fn state(
         message: connection.message(),
         writable: connection == Connection::Live,
         room: st.room.clone(),
-        mesh_time_ns: st.mesh_time_ns,
+        mesh_time_ns: at,
+        advancing: connection != Connection::NoAnswer,
         all: row(
-            "all".into(),
+            Channel::All,
+            None,
             run,
             s.position,
             s.gain,
@@ -340,7 +494,7 @@ pub fn state(
             TrackView {
                 id: t.id.clone(),
                 short_id: t.short_id.clone(),
-                title: t.title.clone().unwrap_or_else(|| t.short_id.clone()),
+                title: t.title.clone(),
                 length_ms: position::millis(length),
                 length: position::format(length),
                 channels: t.channels.clone(),
@@ -438,17 +592,116 @@ mod tests {
     }
 
     #[test]
+    fn names_and_titles_are_null_until_described() {
+        let mut st = status();
+        st.track = Some(autoharmonize_node::status::LoadedTrackStatus {
+            id: "ab".repeat(16),
+            short_id: "abababab".into(),
+            length_frames: 48_000 * 60,
+            ..Default::default()
+        });
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.members[0].name, None);
+        assert_eq!(
+            m.members[0].label(),
+            "speaker 00000000 (name not known yet)"
+        );
+        let track = m.track.as_ref().expect("a track");
+        assert_eq!(track.title, None);
+        assert_eq!(track.label(), "abababab (title not known yet)");
+        assert_eq!(m.channels[0].name, None);
+
+        st.view[0].name = Some("kitchen".into());
+        if let Some(t) = st.track.as_mut() {
+            t.title = Some("Morning".into());
+            t.channels = vec!["drums".into(), "bass".into()];
+        }
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.members[0].label(), "kitchen");
+        assert_eq!(m.members[0].channel_name.as_deref(), Some("drums"));
+        assert_eq!(m.channels[1].name.as_deref(), Some("bass"));
+        assert_eq!(m.all.name, None);
+        assert_eq!(
+            m.track.as_ref().map(TrackView::label).as_deref(),
+            Some("Morning")
+        );
+    }
+
+    #[test]
     fn members_with_health() {
         let m = state(&status(), &Pending::default(), Duration::ZERO, GIVE_UP);
         assert_eq!(m.members.len(), 2);
-        assert_eq!(m.members[0].channel, "0");
+        assert_eq!(m.members[0].channel, Some(ChannelArg::Number(0)));
         assert_eq!(m.members[0].clock, "good");
         assert!(m.members[0].is_leader && !m.members[0].is_self);
-        assert_eq!(m.members[1].channel, "");
+        assert_eq!(m.members[1].channel, None);
         assert_eq!(m.members[1].clock, "poor");
         assert!(m.members[1].is_self);
         assert_eq!(clock_health(Some(900)), "fair");
         assert_eq!(clock_health(None), "unknown");
+    }
+
+    #[test]
+    fn no_speaker_heard_for_a_while_stops_the_positions() {
+        let mut st = status();
+        // Channel 0 plays from 1 s; now is 2 s; the speaker was heard 30 ms ago.
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!((m.connection, m.advancing), (Connection::Live, true));
+        st.view[0].last_heard_ms = Some(1_999);
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::Live
+        );
+        st.view[0].last_heard_ms = Some(2_500);
+        st.mesh_time_ns = Some(4_000_000_000);
+        let m = state(&st, &Pending::default(), Duration::ZERO, GIVE_UP);
+        assert_eq!(m.connection, Connection::NoAnswer);
+        assert!(!m.writable && !m.advancing);
+        assert!(
+            m.message.contains("No speaker is answering"),
+            "{}",
+            m.message
+        );
+        // Shown at 1.5 s, when the speaker was last heard: 0.5 s played.
+        assert_eq!(m.mesh_time_ns, Some(1_500_000_000));
+        assert_eq!(m.channels[0].position_ms, 500);
+        // Later: still the same, even where the last-heard figure lands a
+        // little elsewhere (whole milliseconds, a clock still settling).
+        let mut held = Held::default();
+        let first = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        st.view[0].last_heard_ms = Some(5_499);
+        st.mesh_time_ns = Some(7_000_300_000);
+        let later = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        assert_eq!(later.channels[0].position_ms, 500);
+        assert_eq!(later.mesh_time_ns, first.mesh_time_ns);
+        // A speaker answers again: live positions, the hold is gone.
+        st.view[0].last_heard_ms = Some(20);
+        let back = state_held(&st, &Pending::default(), Duration::ZERO, GIVE_UP, &mut held);
+        assert!(back.advancing && back.channels[0].position_ms > 5_000);
+        assert_eq!(held, Held::default());
+        // Read-only with a speaker heard is still read-only (they play on).
+        st.view[0].last_heard_ms = Some(50);
+        st.writable = false;
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::ReadOnly
+        );
+        // Never heard: silent only once the controller has waited as long.
+        st.view[0].last_heard_ms = None;
+        assert_eq!(
+            Connection::of(&st, Duration::from_millis(500), GIVE_UP),
+            Connection::ReadOnly
+        );
+        assert_eq!(
+            Connection::of(&st, SILENT_AFTER, GIVE_UP),
+            Connection::NoAnswer
+        );
+        // A view without any speaker: nobody answers.
+        st.view.remove(0);
+        assert_eq!(
+            Connection::of(&st, Duration::ZERO, GIVE_UP),
+            Connection::NoAnswer
+        );
     }
 
     #[test]
@@ -465,6 +718,13 @@ mod tests {
             Connection::Joining
         );
         assert_eq!(Connection::of(&st, GIVE_UP, GIVE_UP), Connection::NoSpeaker);
+        st.envelope.refused = 1;
+        assert_eq!(
+            Connection::of(&st, GIVE_UP, GIVE_UP),
+            Connection::WrongSecret,
+            "refusal notices from the speakers"
+        );
+        st.envelope.refused = 0;
         st.envelope.forged = 3;
         assert_eq!(
             Connection::of(&st, Duration::ZERO, GIVE_UP),

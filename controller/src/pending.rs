@@ -1,6 +1,7 @@
 //! Which channels wait for one of our votes: from the moment a vote is cast
-//! until the decision carrying it is applied (its `apply_at` has passed on
-//! the mesh clock) or the vote is dropped.
+//! (queued in the controller for its turn, see [`crate::fair`], then in
+//! the member) until the decision carrying it is applied (its `apply_at`
+//! has passed on the mesh clock) or the vote is dropped.
 //!
 //! The mixer freezes a pending channel's controls and shows an indicator;
 //! All is pending while any channel is. A vote on All makes every channel
@@ -41,7 +42,10 @@ pub struct Settled {
 /// Our votes not yet applied.
 #[derive(Clone, Debug, Default)]
 pub struct Pending {
+    /// Cast in the member, by sequence number.
     votes: Vec<(u32, Channel)>,
+    /// Still in the controller, waiting for their turn (no number yet).
+    queued: Vec<Channel>,
 }
 
 impl Pending {
@@ -80,23 +84,42 @@ impl Pending {
         done
     }
 
+    /// The channels of the votes still waiting in the controller for their
+    /// turn (replacing the previous list).
+    pub fn set_queued(&mut self, channels: impl IntoIterator<Item = Channel>) {
+        self.queued.clear();
+        self.queued.extend(channels);
+    }
+
+    /// How many of the cast votes the member still holds (not decided):
+    /// what the member's own queue holds of ours.
+    #[must_use]
+    pub fn in_member(&self, outcome: impl Fn(u32) -> Outcome) -> usize {
+        self.votes
+            .iter()
+            .filter(|&&(seq, _)| outcome(seq) == Outcome::Waiting)
+            .count()
+    }
+
     /// Whether `channel` waits for a vote. `Channel::All` waits if any
     /// channel does.
     #[must_use]
     pub fn is_pending(&self, channel: Channel) -> bool {
+        let mut all = self
+            .votes
+            .iter()
+            .map(|&(_, c)| c)
+            .chain(self.queued.iter().copied());
         match channel {
-            Channel::All => !self.votes.is_empty(),
-            Channel::Stem(_) => self
-                .votes
-                .iter()
-                .any(|&(_, c)| c == channel || c == Channel::All),
+            Channel::All => all.next().is_some(),
+            Channel::Stem(_) => all.any(|c| c == channel || c == Channel::All),
         }
     }
 
     /// Whether nothing waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.votes.is_empty()
+        self.votes.is_empty() && self.queued.is_empty()
     }
 }
 
@@ -159,6 +182,28 @@ mod tests {
         assert!(!done[0].applied && done[1].applied);
         assert!(p.is_pending(Channel::Stem(2)));
         assert!(!p.is_pending(Channel::Stem(0)));
+    }
+
+    #[test]
+    fn queued_votes_pend_before_they_have_a_number() {
+        let mut p = Pending::default();
+        p.set_queued([Channel::Stem(2)]);
+        assert!(p.is_pending(Channel::Stem(2)) && p.is_pending(Channel::All));
+        assert!(!p.is_pending(Channel::Stem(0)) && !p.is_empty());
+        p.set_queued([]);
+        p.cast(7, Channel::Stem(2));
+        p.cast(8, Channel::Stem(0));
+        assert!(p.is_pending(Channel::Stem(2)));
+        // Vote 7 decided (not yet applied): out of the member, still pending.
+        let outcome = |seq| {
+            if seq == 7 {
+                Outcome::Decided(Some(10))
+            } else {
+                Outcome::Waiting
+            }
+        };
+        assert_eq!(p.in_member(outcome), 1);
+        assert!(p.is_pending(Channel::Stem(2)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The web mixer: one page (HTML, CSS and JS embedded in the binary), a
 //! WebSocket that pushes the [`MixerState`] whenever it changes and takes
 //! actions, and a small JSON API for scripts (`GET /api/state`,
-//! `POST /api/act`).
+//! `POST /api/act`). Every message is a serde type ([`Action`] in,
+//! [`MixerState`] and the replies out): fields, never Rust debug text.
 //!
 //! Every route passes [`Access::allows`]; the WebSocket also checks its
 //! `Origin`. Actions are checked ([`action::check`]) before a vote is cast,
@@ -17,20 +18,25 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request as HttpRequest, State};
+use axum::extract::{Extension, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
-use tokio::sync::{Notify, watch};
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info};
 
 use crate::access::Access;
-use crate::action::{self, Request};
-use crate::link::{self, Link, LinkError};
+use crate::action::{self, Action};
+use crate::ballot::{Client, Ticket};
+use crate::link::{Link, LinkError};
 use crate::mixer::{self, MixerState};
 use crate::pending::Pending;
+
+mod server;
+
+pub use server::{HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 
 const PAGE: &str = include_str!("web/index.html");
 const STYLE: &str = include_str!("web/style.css");
@@ -50,7 +56,8 @@ pub fn page() -> String {
 /// Shared by every connection.
 struct Hub {
     link: Link,
-    pending: Mutex<Pending>,
+    /// Where positions are held while no speaker answers.
+    held: Mutex<mixer::Held>,
     state: watch::Sender<Arc<MixerState>>,
     poke: Notify,
     access: Access,
@@ -60,15 +67,19 @@ struct Hub {
 impl Hub {
     fn recompute(&self) {
         let st = self.link.status();
-        let mut pending = self
-            .pending
+        let pending = self.link.pending();
+        let mut held = self
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for s in pending.settle(st.mesh_time_ns, |seq| link::outcome(&st, seq)) {
-            debug!(seq = s.seq, applied = s.applied, "vote settled");
-        }
-        let next = mixer::state(&st, &pending, self.link.waited(), self.link.give_up());
-        drop(pending);
+        let next = mixer::state_held(
+            &st,
+            &pending,
+            self.link.waited(),
+            self.link.give_up(),
+            &mut held,
+        );
+        drop(held);
         self.state.send_if_modified(|cur| {
             if **cur == next {
                 false
@@ -79,24 +90,17 @@ impl Hub {
         });
     }
 
-    /// Checks and casts an action; the vote shows as pending at once.
-    async fn act(&self, req: &Request) -> Result<u32, String> {
+    /// Checks an action and queues its vote in `client`'s own queue; it
+    /// shows as pending at once. Await the ticket for its sequence number.
+    fn act(&self, client: &Client, req: &Action) -> Result<Ticket, String> {
         let st = self.link.status();
-        let event = req.event(&st.tracks).map_err(|e| e.to_string())?;
+        let event = req.event(&st).map_err(|e| e.to_string())?;
         action::check(&event, st.channels.len(), mixer::loaded_length(&st))
             .map_err(|e| e.to_string())?;
-        let seq = self
-            .link
-            .cast(event)
-            .await
-            .map_err(|e: LinkError| e.to_string())?;
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .cast(seq, event.channel());
+        let ticket = client.submit(event).map_err(|e: LinkError| e.to_string())?;
         self.recompute();
         self.poke.notify_waiters();
-        Ok(seq)
+        Ok(ticket)
     }
 }
 
@@ -120,7 +124,7 @@ pub async fn serve(
     let (state, _) = watch::channel(Arc::new(first));
     let hub = Arc::new(Hub {
         link,
-        pending: Mutex::new(Pending::default()),
+        held: Mutex::new(mixer::Held::default()),
         state,
         poke: Notify::new(),
         access,
@@ -147,9 +151,16 @@ pub async fn serve(
         .route("/api/act", post(api_act))
         .layer(middleware::from_fn_with_state(hub.clone(), gate))
         .with_state(hub.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Each HTTP connection votes as one client, with a queue of its own.
+    let clients = hub.clone();
+    let per_connection = move |_: SocketAddr| Arc::new(clients.link.client());
+    let result = server::serve(
+        listener,
+        server::with_request_timeout(app),
+        per_connection,
+        shutdown,
+    )
+    .await;
     ticker.abort();
     hub.link.stop().await;
     result
@@ -195,13 +206,37 @@ async fn api_state(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     axum::Json((*st).clone())
 }
 
+/// What `POST /api/act` answers.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ActReply {
+    /// The vote was cast with this sequence number.
+    Cast {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// Refused, and why.
+    Refused {
+        /// For a person.
+        error: String,
+    },
+}
+
 async fn api_act(
     State(hub): State<Arc<Hub>>,
-    axum::Json(req): axum::Json<Request>,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
-    match hub.act(&req).await {
-        Ok(seq) => (StatusCode::OK, axum::Json(json!({ "seq": seq }))),
-        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": e }))),
+    Extension(client): Extension<Arc<Client>>,
+    axum::Json(req): axum::Json<Action>,
+) -> (StatusCode, axum::Json<ActReply>) {
+    let cast = match hub.act(&client, &req) {
+        Ok(ticket) => ticket.cast().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match cast {
+        Ok(seq) => (StatusCode::OK, axum::Json(ActReply::Cast { seq })),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(ActReply::Refused { error }),
+        ),
     }
 }
 
@@ -221,12 +256,49 @@ async fn ws(
         .on_upgrade(move |socket| session(hub, socket))
 }
 
-fn state_message(st: &MixerState) -> Message {
-    Message::text(json!({ "type": "state", "state": st }).to_string())
+/// What the server sends over the WebSocket.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage<'a> {
+    /// The mixer's state, whenever it changed.
+    State {
+        /// The state.
+        state: &'a MixerState,
+    },
+    /// An action was cast as a vote.
+    Cast {
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// An action was refused.
+    Error {
+        /// Why, for a person.
+        message: String,
+    },
 }
 
-/// One page's live connection.
+impl ServerMessage<'_> {
+    fn to_message(&self) -> Message {
+        // Plain data: serializing cannot fail, but say so if it did.
+        Message::text(
+            serde_json::to_string(self).unwrap_or_else(|e| {
+                format!(r#"{{"type":"error","message":"cannot encode: {e}"}}"#)
+            }),
+        )
+    }
+}
+
+fn state_message(st: &MixerState) -> Message {
+    ServerMessage::State { state: st }.to_message()
+}
+
+/// One page's live connection: it votes as one client, with a queue of
+/// its own, so a page that sends fast delays only itself.
 async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
+    let client = hub.link.client();
+    // Each vote's outcome arrives once its turn came; at most
+    // `ballot::CLIENT_QUEUE` are outstanding, each a small task.
+    let (replies_tx, mut replies) = mpsc::channel::<Result<u32, String>>(8);
     let mut states = hub.state.subscribe();
     let first = states.borrow_and_update().clone();
     if socket.send(state_message(&first)).await.is_err() {
@@ -239,17 +311,31 @@ async fn session(hub: Arc<Hub>, mut socket: WebSocket) {
                 let st = states.borrow_and_update().clone();
                 if socket.send(state_message(&st)).await.is_err() { break; }
             }
+            Some(reply) = replies.recv() => {
+                let msg = match reply {
+                    Ok(seq) => ServerMessage::Cast { seq },
+                    Err(message) => ServerMessage::Error { message },
+                };
+                if socket.send(msg.to_message()).await.is_err() { break; }
+            }
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break };
                 let Message::Text(text) = msg else { continue };
-                let reply = match serde_json::from_str::<Request>(text.as_str()) {
-                    Ok(req) => match hub.act(&req).await {
-                        Ok(seq) => json!({ "type": "cast", "seq": seq }),
-                        Err(e) => json!({ "type": "error", "message": e }),
-                    },
-                    Err(e) => json!({ "type": "error", "message": format!("bad request: {e}") }),
-                };
-                if socket.send(Message::text(reply.to_string())).await.is_err() { break; }
+                let queued = serde_json::from_str::<Action>(text.as_str())
+                    .map_err(|e| format!("bad request: {e}"))
+                    .and_then(|req| hub.act(&client, &req));
+                match queued {
+                    Ok(ticket) => {
+                        let tx = replies_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx.send(ticket.cast().await.map_err(|e| e.to_string())).await;
+                        });
+                    }
+                    Err(message) => {
+                        let msg = ServerMessage::Error { message };
+                        if socket.send(msg.to_message()).await.is_err() { break; }
+                    }
+                }
             }
         }
     }

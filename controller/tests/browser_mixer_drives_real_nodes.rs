@@ -2,7 +2,9 @@
 //! processes: press play on All, drag channel 1's volume slider, drag the
 //! All seek slider. Each action is applied on every node (read from the
 //! nodes' own status), and the page showed the channel pending, then the
-//! decided state. A killed speaker leaves the member list live.
+//! decided state. A killed speaker leaves the member list live; with
+//! every speaker killed the page says that none answers and its position
+//! stops.
 //!
 //! Needs chromium and chromedriver: under `CI=true` their absence fails the
 //! test; elsewhere it is skipped with a message. The screenshot goes to the
@@ -186,4 +188,20 @@ fn the_mixer_in_chromium_drives_real_nodes() {
         b.eval("return document.querySelectorAll('#members tbody tr').length;") == 3
     });
     assert!(gone, "the killed speaker stayed in the member list");
+
+    // Every speaker gone: the page says nobody answers, and the playing
+    // room's shown position stops instead of running on.
+    room.kill(0);
+    room.kill(1);
+    let silent = wait_for(Duration::from_secs(10), || {
+        b.eval("return document.getElementById('banner').textContent;")
+            .as_str()
+            .is_some_and(|t| t.contains("No speaker is answering"))
+    });
+    assert!(silent, "the page never said that no speaker answers");
+    let shown_time =
+        || b.eval("return document.querySelector(\".row[data-channel='all'] .time\").textContent;");
+    let before = shown_time();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(shown_time(), before, "the shown position ran on");
 }

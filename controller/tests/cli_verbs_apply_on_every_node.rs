@@ -1,7 +1,7 @@
 //! The CLI against three real node processes on loopback: each verb returns
 //! once its decision is applied, and every node's status then shows it; bad
 //! input, a wrong secret and an empty network give clear errors and their
-//! exit codes.
+//! exit codes (`--no-mdns` without a peer at once).
 
 mod support;
 
@@ -38,11 +38,17 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
         );
     }
 
-    // volume on one channel.
+    // volume on one channel; --json gives the event as fields.
     let gain0 = room.status(0).expect("status")["channels"][0]["gain"].clone();
-    let out = controller(&room, &["volume", "1", "40"]);
+    let out = controller(&room, &["volume", "1", "40", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("applied: Channel 1"), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(
+        json["event"],
+        serde_json::json!({"op": "volume", "channel": 1, "gain": 40})
+    );
+    assert_eq!(json["state"]["channels"][1]["channel"], 1);
+    assert_eq!(json["state"]["all"]["channel"], "all");
     for i in 0..room.len() {
         let s = room.status(i).expect("status");
         assert_eq!(s["channels"][1]["gain"], 40, "node {i}");
@@ -161,6 +167,17 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
     let out = controller_with_secret(&room, true, &["--wait", "2", "--bind", &bind, "status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("wrong secret"), "{}", text(&out));
+    // The same from a port no speaker knows (the usual case with --peer):
+    // the speakers never send it a sealed datagram, but their refusal
+    // notices say that its datagrams fail authentication there.
+    let out = controller_with_secret(&room, true, &["--wait", "2", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("wrong secret"), "{}", text(&out));
+    assert!(!text(&out).contains("no speaker found"), "{}", text(&out));
+    let notices: u64 = (0..room.len())
+        .filter_map(|i| room.status(i)?["envelope"]["refusals_sent"].as_u64())
+        .sum();
+    assert!(notices > 0, "the speakers sent refusal notices");
     let out = std::process::Command::new(support::controller_bin())
         .args(["--secret-file"])
         .arg(room.secret(false))
@@ -171,4 +188,15 @@ fn verbs_apply_on_every_node_and_bad_input_is_refused() {
         .expect("controller runs");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("no speaker found"), "{}", text(&out));
+
+    // No mDNS and no peer: nothing to contact, said at once (a 600 s
+    // wait would have to pass before any other answer), exit 2.
+    let out = std::process::Command::new(support::controller_bin())
+        .args(["--secret-file"])
+        .arg(room.secret(false))
+        .args(["--no-mdns", "--wait", "600", "status"])
+        .output()
+        .expect("controller runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nothing to contact"), "{}", text(&out));
 }

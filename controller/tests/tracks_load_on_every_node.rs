@@ -94,21 +94,31 @@ fn tracks_lists_the_room_and_load_switches_every_node() {
     assert_eq!(a["channels"], serde_json::json!(["drums", "bass", "keys"]));
     assert_eq!(a["length_frames"], 48_000 * 8);
     // Holders come in member-id order, which is random: compare sorted.
+    // Each holder as fields: its name, the stems it holds and whether
+    // that is all of them.
     let holders = |t: &serde_json::Value| -> Vec<String> {
         let mut h: Vec<String> = t["holders"]
             .as_array()
             .expect("holders")
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .map(|v| {
+                assert_eq!(
+                    v["stems"].as_array().map(Vec::len),
+                    t["channels"].as_array().map(Vec::len),
+                    "{v}"
+                );
+                assert!(v["id"].as_str().is_some_and(|id| id.len() == 16), "{v}");
+                format!("{} {}", v["name"].as_str().unwrap_or("?"), v["all"])
+            })
             .collect();
         h.sort();
         h
     };
     assert_eq!(
         holders(a),
-        ["speaker0 (all)", "speaker1 (all)", "speaker2 (all)"]
+        ["speaker0 true", "speaker1 true", "speaker2 true"]
     );
-    assert_eq!(holders(b), ["speaker0 (all)", "speaker1 (all)"]);
+    assert_eq!(holders(b), ["speaker0 true", "speaker1 true"]);
     assert_eq!(b["title"], "Song Beta");
     assert_eq!(b["length_frames"], 48_000 * 5);
     let alpha_id = a["id"].as_str().expect("id").to_owned();

@@ -78,7 +78,11 @@ pub fn init(args: &LogArgs) -> Result<Option<String>, LoggingError> {
     let (filter, warning) = filter(args);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr piped into `head`, which
+        // has exited) is lost; by default the subscriber then reports that
+        // with `eprintln!` on the same broken stderr, which panics.
+        .log_internal_errors(false);
     let result = match args.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => {

@@ -20,6 +20,7 @@ use autoharmonize_protocol::catalogue::TrackInfo;
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::pacing::{Pacing, SendPacer};
 use autoharmonize_protocol::playout::{ClockFeed, ClockGate};
+use autoharmonize_protocol::refusal::{self, Refusals};
 use autoharmonize_protocol::saved::SavedState;
 use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
@@ -174,6 +175,8 @@ pub struct Mesh {
     /// Holds back datagrams to addresses that stopped answering, so they
     /// cannot fill the send buffer (see `protocol::pacing`).
     pacer: SendPacer<SocketAddr>,
+    /// Which senders of datagrams that failed authentication are told so.
+    refusals: Refusals<SocketAddr>,
     /// The send queue could not be read (reported once).
     send_queue_unknown: bool,
     clock: LocalClock,
@@ -244,6 +247,7 @@ impl Mesh {
                 ..AddressBook::default()
             },
             pacer: SendPacer::new(Pacing::default(), now),
+            refusals: Refusals::default(),
             send_queue_unknown: false,
             clock: setup.clock,
             envelope: EnvelopeCounters::default(),
@@ -381,11 +385,11 @@ impl Mesh {
                     opened.plaintext,
                 );
             }
-            Err(e) => self.count_drop(e, from),
+            Err(e) => self.count_drop(e, from, now),
         }
     }
 
-    fn count_drop(&mut self, e: OpenError, from: SocketAddr) {
+    fn count_drop(&mut self, e: OpenError, from: SocketAddr, now: LocalTime) {
         let c = &mut self.envelope;
         match e {
             OpenError::Short(_) => c.short += 1,
@@ -402,7 +406,16 @@ impl Mesh {
                         "datagram failed authentication: a speaker with the wrong group secret, or forged traffic"
                     );
                 }
+                // Tell the sender (a controller with the wrong secret hears
+                // nothing else from us); rate-limited, see protocol::refusal.
+                if self.refusals.should_notify(now, from) {
+                    match self.socket.try_send_to(&refusal::notice(sender), from) {
+                        Ok(_) => c.refusals_sent += 1,
+                        Err(_) => c.send_errors += 1,
+                    }
+                }
             }
+            OpenError::Refused => c.refused += 1,
             OpenError::Reflected => c.reflected += 1,
             OpenError::StaleEpoch { .. } => c.stale_epoch += 1,
             OpenError::Replayed { .. } => c.replayed += 1,

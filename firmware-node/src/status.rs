@@ -181,6 +181,12 @@ pub struct EnvelopeCounters {
     pub oversized: u64,
     pub wrong_version: u64,
     pub forged: u64,
+    /// Refusal notices naming this member: another member could not
+    /// authenticate our datagrams (another secret). Unauthenticated,
+    /// only reported (see `protocol::refusal`).
+    pub refused: u64,
+    /// Refusal notices sent to the senders of forged datagrams.
+    pub refusals_sent: u64,
     pub reflected: u64,
     pub stale_epoch: u64,
     pub replayed: u64,

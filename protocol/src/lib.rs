@@ -36,6 +36,8 @@
 //! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
 //! - [`seal`]: authenticates every datagram and rejects replays.
+//! - [`refusal`]: tells a sender its datagrams failed authentication (a
+//!   controller with the wrong secret), rate-limited.
 //! - [`pacing`]: keeps the send buffer for peers that answer (addresses
 //!   silent for a second get a datagram per round).
 //! - [`playout`]: per-node playback timing (the schedule of states, exact
@@ -63,6 +65,7 @@ pub mod member;
 pub mod membership;
 pub mod pacing;
 pub mod playout;
+pub mod refusal;
 pub mod saved;
 pub mod seal;
 pub mod time;

@@ -267,8 +267,8 @@ pub struct Opened<'a> {
 /// kind. None is worth retrying: drop the datagram.
 ///
 /// [`Short`](Self::Short), [`Oversized`](Self::Oversized),
-/// [`Version`](Self::Version) and [`Forged`](Self::Forged) say nothing
-/// trustworthy about the sender. The other variants are reported only for
+/// [`Version`](Self::Version), [`Forged`](Self::Forged) and
+/// [`Refused`](Self::Refused) say nothing trustworthy about the sender. The other variants are reported only for
 /// datagrams that authenticated, so they come from a holder of the secret
 /// (or are a genuine datagram played back by someone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -297,6 +297,13 @@ pub enum OpenError {
         /// First failure remembered for this claimed sender.
         first: bool,
     },
+    /// A refusal notice naming this member: a member that could not
+    /// authenticate our datagrams says so (see [`crate::refusal`]). Not
+    /// authenticated itself: report it ("the room has another secret?"),
+    /// never act on it. A notice naming another member is reported as
+    /// [`Version`](Self::Version)`(`[`crate::refusal::MARK`]`)`: not ours.
+    #[error("a member refused this member's datagrams: they failed authentication there")]
+    Refused,
     /// Our own member id: one of our datagrams sent back to us.
     #[error("datagram sealed by this member came back")]
     Reflected,
@@ -405,6 +412,11 @@ impl Opener {
             return Err(OpenError::Oversized(len));
         }
         let &version = datagram.first().ok_or(OpenError::Short(0))?;
+        if let Some(about) = crate::refusal::about(datagram)
+            && about == self.me
+        {
+            return Err(OpenError::Refused);
+        }
         if version != VERSION {
             return Err(OpenError::Version(version));
         }
@@ -787,6 +799,22 @@ mod tests {
         assert_eq!(opener.forged.len(), 1);
         let genuine = alice_datagrams(1, 1);
         assert_eq!(open(&mut opener, &genuine[0]).map(|o| o.2), Ok(0));
+    }
+
+    #[test]
+    fn a_refusal_notice_is_reported_only_to_the_member_it_names() {
+        let mut alice = Opener::new(&key(), ALICE);
+        let notice = crate::refusal::notice(ALICE);
+        assert_eq!(open(&mut alice, &notice), Err(OpenError::Refused));
+        // About someone else: not ours, and no state either way.
+        assert_eq!(
+            open(&mut alice, &crate::refusal::notice(BOB)),
+            Err(OpenError::Version(crate::refusal::MARK))
+        );
+        assert!(alice.peers.is_empty() && alice.forged.is_empty());
+        // A sealed datagram from ALICE is never read as a notice.
+        let mut bob = Opener::new(&key(), BOB);
+        assert!(open(&mut bob, &alice_datagrams(1, 1)[0]).is_ok());
     }
 
     #[test]

@@ -72,23 +72,28 @@
     return el;
   }
 
+  // A row's key: "all" or the stem number as text (the state carries
+  // "all" or a number).
+  function keyOf(ch) { return String(ch.channel); }
+
   function current(key) {
     if (!state) return null;
-    return key === "all" ? state.all : state.channels.find((c) => c.channel === key);
+    return key === "all" ? state.all : state.channels.find((c) => keyOf(c) === key);
   }
 
   function positionNow(ch) {
-    return ch.run === "playing" && !ch.pending ? ch.position_ms + (performance.now() - receivedAt) : ch.position_ms;
+    // Nobody answers: what the speakers play is unknown, the position stays.
+    const moving = state.advancing && ch.run === "playing" && !ch.pending;
+    return moving ? ch.position_ms + (performance.now() - receivedAt) : ch.position_ms;
   }
 
   function paintRow(ch) {
-    let el = rows.get(ch.channel);
-    if (!el) { el = makeRow(ch.channel); rows.set(ch.channel, el); }
+    const key = keyOf(ch);
+    let el = rows.get(key);
+    if (!el) { el = makeRow(key); rows.set(key, el); }
     const frozen = ch.pending || !state.writable;
-    if (ch.channel !== "all") {
-      const names = state.track ? state.track.channels : [];
-      const name = names[Number(ch.channel)];
-      el.querySelector(".name").textContent = name ? ch.channel + " " + name : "Channel " + ch.channel;
+    if (key !== "all") {
+      el.querySelector(".name").textContent = ch.name ? key + " " + ch.name : "Channel " + key;
     }
     el.classList.toggle("pending", ch.pending);
     el.dataset.run = ch.run;
@@ -115,8 +120,9 @@
     for (const m of members) {
       const tr = document.createElement("tr");
       const cells = [
-        m.name + (m.is_self ? " (this controller)" : "") + (m.is_leader ? " ★" : ""),
-        m.role === "controller" ? "—" : m.channel,
+        (m.name == null ? m.role + " " + m.id.slice(0, 8) + " (name not known yet)" : m.name) +
+          (m.is_self ? " (this controller)" : "") + (m.is_leader ? " ★" : ""),
+        m.channel == null ? "—" : String(m.channel) + (m.channel_name ? " " + m.channel_name : ""),
         null,
         m.buffer_ms == null ? "—" : m.buffer_ms + " ms",
         m.xruns == null ? "—" : String(m.xruns),
@@ -145,12 +151,12 @@
     const bad = state.connection !== "live";
     bannerEl.hidden = !bad;
     bannerEl.textContent = state.message;
-    bannerEl.classList.toggle("error", state.connection === "wrong_secret" || state.connection === "no_speaker");
+    bannerEl.classList.toggle("error", ["wrong_secret", "no_speaker", "no_answer"].includes(state.connection));
     document.getElementById("track").textContent = state.track
-      ? state.track.title + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
+      ? (state.track.title == null ? state.track.short_id + " (title not known yet)" : state.track.title) + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
       : state.channels.length ? state.channels.length + " channel(s)" : "none";
     paintPicker();
-    const keys = new Set(["all", ...state.channels.map((c) => c.channel)]);
+    const keys = new Set(["all", ...state.channels.map(keyOf)]);
     for (const [k, el] of rows) if (!keys.has(k)) { el.remove(); rows.delete(k); }
     paintRow(state.all);
     for (const ch of state.channels) paintRow(ch);
@@ -191,7 +197,7 @@
     window.ahLog.push({
       t: receivedAt,
       connection: st.connection,
-      rows: [st.all, ...st.channels].map((c) => ({ channel: c.channel, run: c.run, gain: c.gain, position_ms: c.position_ms, pending: c.pending })),
+      rows: [st.all, ...st.channels].map((c) => ({ channel: keyOf(c), run: c.run, gain: c.gain, position_ms: c.position_ms, pending: c.pending })),
       members: st.members.length,
       track: st.track ? st.track.id : null,
     });
@@ -218,7 +224,7 @@
   setInterval(() => {
     if (!state) return;
     for (const ch of [state.all, ...state.channels]) {
-      const el = rows.get(ch.channel);
+      const el = rows.get(keyOf(ch));
       if (el && !el.dataset.dragging && ch.run === "playing") {
         const pos = positionNow(ch);
         el.querySelector(".seek").value = String(pos);

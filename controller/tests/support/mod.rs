@@ -530,12 +530,20 @@ impl Mixer {
         let listen = listen.map_or_else(|| format!("127.0.0.1:{port}"), |l| format!("{l}:{port}"));
         let out = room.dir.path().join(format!("mixer{port}.out"));
         let file = std::fs::File::create(&out).expect("mixer output");
+        // A room without speakers has no peer to give: bind the port the
+        // (absent) speakers would list, or the controller refuses to start
+        // with nothing to contact.
+        let bind = if room.mesh_ports.is_empty() {
+            format!("127.0.0.1:{}", room.controller_port)
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
         let child = Command::new(controller_bin())
             .arg("--secret-file")
             .arg(room.secret(false))
             .arg("--no-mdns")
             .arg("--bind")
-            .arg("127.0.0.1:0")
+            .arg(bind)
             .args(room.peer_args())
             .args(["serve", "--listen", &listen])
             .stdout(Stdio::from(file.try_clone().expect("file")))
