@@ -201,5 +201,6 @@ fn kind(msg: &Message) -> &'static str {
         Message::Leave(_) => "leave",
         Message::CatalogueRequest(_) => "catalogue_request",
         Message::CatalogueReply(_) => "catalogue_reply",
+        Message::Referral(_) => "referral",
     }
 }
