@@ -221,6 +221,9 @@ pub struct MixerState {
     pub track: Option<TrackView>,
     /// Every track the room holds (the picker's choices).
     pub tracks: Vec<TrackChoice>,
+    /// The room came back from a power cut as it was (paused where it
+    /// stood) and nobody has decided anything since.
+    pub restored: bool,
 }
 
 /// The loaded track.
@@ -505,6 +508,7 @@ pub fn state_held(
             .iter()
             .map(|t| choice(t, st.track.as_ref().map(|l| l.id.as_str())))
             .collect(),
+        restored: st.restored,
     }
 }
 

@@ -85,6 +85,12 @@ pub fn status(m: &MixerState) -> String {
         }
     );
     let _ = writeln!(out, "{}", track_line(m));
+    if m.restored {
+        let _ = writeln!(
+            out,
+            "restored: the room came back as it was before it stopped (paused where it stood)"
+        );
+    }
     let width = name_width(std::iter::once(&m.all).chain(&m.channels));
     let _ = writeln!(out, "{}", channel_line(&m.all, width));
     for c in &m.channels {
@@ -282,7 +288,16 @@ mod tests {
             }],
             track: None,
             tracks: Vec::new(),
+            restored: false,
         }
+    }
+
+    #[test]
+    fn status_says_when_the_room_was_restored() {
+        let mut m = state();
+        assert!(!status(&m).contains("restored"));
+        m.restored = true;
+        assert!(status(&m).lines().any(|l| l.starts_with("restored: ")));
     }
 
     #[test]

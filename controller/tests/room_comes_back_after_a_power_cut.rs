@@ -89,6 +89,11 @@ fn the_room_comes_back_paused_where_it_stood_with_its_mix() {
             room.dump_logs();
         }
         assert!(back, "cut {k}: the room was not restored");
+        let out = controller(&room, &["status"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("restored: "),
+            "cut {k}: status does not say the room was restored"
+        );
         for i in 0..room.len() {
             let s = room.status(i).expect("status");
             assert_eq!(s["track"]["id"], beta, "cut {k}, node {i}: the track");

@@ -149,8 +149,9 @@
     connEl.textContent = state.connection.replace("_", " ");
     connEl.className = "badge " + state.connection;
     const bad = state.connection !== "live";
-    bannerEl.hidden = !bad;
-    bannerEl.textContent = state.message;
+    bannerEl.hidden = !bad && !state.restored;
+    bannerEl.textContent = bad ? state.message
+      : "Restored: the room came back as it was before it stopped, paused where it stood. Press play to go on.";
     bannerEl.classList.toggle("error", ["wrong_secret", "no_speaker", "no_answer"].includes(state.connection));
     document.getElementById("track").textContent = state.track
       ? (state.track.title == null ? state.track.short_id + " (title not known yet)" : state.track.title) + " (" + state.track.length + ", " + state.channels.length + " channel(s))"
