@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoharmonize_protocol::catalogue::TrackInfo;
+use autoharmonize_protocol::envelope::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::member::{Config as MemberConfig, Dest, Member, MemberEvent, Status};
 use autoharmonize_protocol::pacing::{Pacing, SendPacer};
 use autoharmonize_protocol::playout::{ClockFeed, ClockGate};
 use autoharmonize_protocol::refusal::{self, Refusals};
 use autoharmonize_protocol::saved::SavedState;
-use autoharmonize_protocol::seal::{Epoch, GroupKey, OpenError, Opener, Sealer};
 use autoharmonize_protocol::wire::{Health, Role, ViewChange};
 use autoharmonize_protocol::{BootId, LocalTime, MemberId, Nanos};
 use tokio::net::UdpSocket;

@@ -28,8 +28,8 @@ use autoharmonize_node::library::hash_file;
 use autoharmonize_node::stream::link::{LinkError, LinkOptions, Peer};
 use autoharmonize_node::stream::source::StreamedStem;
 use autoharmonize_node::stream::{StaticHolders, StreamConfig, Streaming};
+use autoharmonize_protocol::envelope::GroupKey;
 use autoharmonize_protocol::exchange::{ExchangeError, LinkKey};
-use autoharmonize_protocol::seal::GroupKey;
 
 const SECRET: &[u8] = b"correct horse battery staple 42";
 const RATE: u32 = 48_000;

@@ -18,7 +18,7 @@
 #![no_main]
 
 use autoharmonize_protocol::MemberId;
-use autoharmonize_protocol::seal::{
+use autoharmonize_protocol::envelope::{
     Epoch, GroupKey, MAX_PLAINTEXT, OVERHEAD, OpenError, Opener, Sealer,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};

@@ -33,7 +33,7 @@
 //! and never panics on any input (`fuzz/fuzz_targets/exchange_message.rs`).
 
 use crate::content::{CHUNK_SIZE, StemHash};
-use crate::seal::GroupKey;
+use crate::envelope::GroupKey;
 
 /// First bytes a client sends: the protocol and its version.
 pub const MAGIC: [u8; 4] = *b"AHX1";

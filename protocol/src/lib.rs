@@ -13,7 +13,7 @@
 //! same thing, or the room diverges: changing them changes the protocol)
 //! and which are *local pure policy* (a member's own choices, which may
 //! differ between versions without breaking agreement):
-//! - agreed rules: [`wire`], [`seal`], [`event`], [`transport`], [`choice`],
+//! - agreed rules: [`wire`], [`envelope`], [`event`], [`transport`], [`choice`],
 //!   [`membership`], [`content`], [`catalogue`]'s digests and checks,
 //!   [`exchange`], [`saved`]'s founder claim, and the sealing, commit and
 //!   election rules in [`member`];
@@ -35,7 +35,7 @@
 //! - [`fetch`]: which chunk of a streamed stem to fetch next, from whom.
 //! - [`exchange`]: the chunk transport's handshake, frames and messages.
 //! - [`wire`]: the datagram format (postcard, bounded, versioned).
-//! - [`seal`]: authenticates every datagram and rejects replays.
+//! - [`envelope`]: authenticates every datagram and rejects replays.
 //! - [`refusal`]: tells a sender its datagrams failed authentication (a
 //!   controller with the wrong secret), rate-limited.
 //! - [`pacing`]: keeps the send buffer for peers that answer (addresses
@@ -57,6 +57,7 @@ pub mod catalogue;
 pub mod choice;
 pub mod clock;
 pub mod content;
+pub mod envelope;
 pub mod event;
 pub mod exchange;
 pub mod fetch;
@@ -67,7 +68,6 @@ pub mod pacing;
 pub mod playout;
 pub mod refusal;
 pub mod saved;
-pub mod seal;
 pub mod time;
 pub mod transport;
 pub mod wire;

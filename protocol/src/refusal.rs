@@ -17,7 +17,7 @@
 //!
 //! Invariants a reader must not break:
 //! - A notice is shorter than the smallest datagram that can earn one (a
-//!   forged datagram is at least [`crate::seal::OVERHEAD`] bytes), so a
+//!   forged datagram is at least [`crate::envelope::OVERHEAD`] bytes), so a
 //!   spoofed source address never gets more bytes than the spoofer sent.
 //! - [`Refusals`] sends at most one notice per address per
 //!   [`Refusals::PER_ADDRESS`] and [`Refusals::PER_SECOND`] in all, and
@@ -41,7 +41,7 @@ pub const MARK: u8 = 0xFF;
 pub const NOTICE_LEN: usize = 1 + 8;
 
 const _: () = assert!(
-    NOTICE_LEN < crate::seal::OVERHEAD,
+    NOTICE_LEN < crate::envelope::OVERHEAD,
     "a notice must be shorter than any datagram that earns one"
 );
 const _: () = assert!(MARK != crate::wire::VERSION, "a notice is not a datagram");

@@ -834,7 +834,7 @@ impl Member {
     }
 
     /// Handles a datagram whose envelope proved it comes from `sender` with
-    /// incarnation `boot` (see [`crate::seal`]). A message whose header
+    /// incarnation `boot` (see [`crate::envelope`]). A message whose header
     /// claims another sender or incarnation is dropped and counted: the
     /// group secret authenticates room members, and this binds the message
     /// to the one that sealed it.
