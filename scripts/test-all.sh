@@ -2,14 +2,18 @@
 # Runs every check the project has, in the order a failure is cheapest to
 # find: formatting, lints, unit/property/simulation/integration tests, a
 # short fuzzing run of the network decoders, the simulation report, then
-# the Debian package (built and its contents checked).
+# the Debian packages (built and their contents checked).
 #
 # While the tests run (most of them wait on real processes, timers and
 # network namespaces, leaving the CPU idle), a background job at the
 # lowest CPU priority installs the missing tools (cargo-fuzz, cargo-deb),
-# builds the fuzz targets and builds and checks the Debian package; the
-# later sections wait for it and show its output. On a fresh machine that
-# takes minutes of compiling off the critical path.
+# builds the fuzz targets, builds and checks the amd64 Debian package, and
+# cross-builds, checks and unpacks the arm64 (Raspberry Pi) one; the later
+# sections wait for it and show its output. On a fresh machine that takes
+# minutes of compiling off the critical path. One of those sections runs
+# the unpacked arm64 binary under qemu in a room of x86 nodes
+# (firmware-node/tests/arm64_node_under_qemu.rs), which the main test run
+# skips.
 #
 # Installs no system packages: on a fresh machine run `sudo bash .ci/run`,
 # which installs them and then runs this script. Run as root, or the
@@ -29,6 +33,9 @@ CARGO_FUZZ_VERSION=0.13.2
 
 LOG_DIR="$(mktemp -d)"
 PREP_PID=
+# Where the background job unpacks the arm64 package; the qemu test runs
+# the node binary inside it.
+ARM64_ROOT="$LOG_DIR/arm64-package"
 # On any exit, stop the background job (its own process group) if it
 # still runs, then remove the logs.
 cleanup() {
@@ -58,9 +65,9 @@ section "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
-# The background job: tools, fuzz targets, the Debian package. setsid gives
-# it a process group of its own, so cleanup() can stop all of it.
-export FUZZ_SECONDS CARGO_FUZZ_VERSION
+# The background job: tools, fuzz targets, the Debian packages. setsid
+# gives it a process group of its own, so cleanup() can stop all of it.
+export FUZZ_SECONDS CARGO_FUZZ_VERSION ARM64_ROOT
 setsid nice -n 19 bash -c '
     set -euo pipefail
     # setsid made a new session, and with the kernel'"'"'s autogroup
@@ -80,6 +87,13 @@ setsid nice -n 19 bash -c '
         echo "==== fuzz targets built"
     fi
     bash scripts/build-deb.sh --check
+    # The Raspberry Pi package, cross-built like a release; its binary is
+    # what the qemu test runs. build-deb.sh prints the .deb path last.
+    echo "==== arm64 package"
+    bash scripts/build-deb.sh --arch arm64 --check >"$ARM64_ROOT.out"
+    cat "$ARM64_ROOT.out"
+    dpkg-deb -x "$(tail -n 1 "$ARM64_ROOT.out")" "$ARM64_ROOT"
+    echo "unpacked into $ARM64_ROOT"
 ' >"$LOG_DIR/prepare.log" 2>&1 &
 PREP_PID=$!
 
@@ -90,7 +104,7 @@ wait_prepared() {
     if ! wait "$PREP_PID"; then
         PREP_PID=
         cat "$LOG_DIR/prepare.log"
-        echo "the background build (tools, fuzz targets, Debian package) failed: log above" >&2
+        echo "the background build (tools, fuzz targets, Debian packages) failed: log above" >&2
         exit 1
     fi
     PREP_PID=
@@ -99,8 +113,16 @@ wait_prepared() {
 
 section "tests (cargo test --workspace)"
 # tee keeps the output visible; pipefail keeps cargo's exit status.
-# The chaos soak runs apart, below.
-cargo test --workspace -- --skip chaos_soak_keeps_every_invariant 2>&1 | tee "$LOG_DIR/test.log"
+# The chaos soak and the arm64 node under qemu run apart, below.
+cargo test --workspace -- --skip chaos_soak_keeps_every_invariant \
+    --skip arm64_node_joins_follows_and_plays_under_qemu 2>&1 | tee "$LOG_DIR/test.log"
+
+section "arm64 node under qemu (the arm64 package's binary among x86 nodes)"
+# Needs the package the background job cross-builds. The test fails under
+# CI=true if the binary is missing; it asserts states, not emulated timing.
+wait_prepared
+AUTOHARMONIZE_ARM64_NODE="$ARM64_ROOT/usr/bin/autoharmonize-node" \
+    cargo test --workspace --test arm64_node_under_qemu 2>&1 | tee -a "$LOG_DIR/test.log"
 
 section "chaos soak (2 minutes, fixed seeds; after the background build)"
 # Its invariants include "no xrun" and the sync bound, which hold on a
@@ -146,7 +168,7 @@ section "simulation report (8 nodes, 30 s)"
 cargo build --workspace --bins --tests --quiet
 "${CARGO_TARGET_DIR:-target}/debug/simulate" --nodes 8 --seconds 30
 
-section "Debian package (amd64: build with cargo-deb, check contents)"
+section "Debian packages (amd64 and arm64: built with cargo-deb, contents checked)"
 wait_prepared
 # Built and checked by the background job: its output.
 sed -n '/^==== fuzz targets built/,$p' "$LOG_DIR/prepare.log" | sed 1d

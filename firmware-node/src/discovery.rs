@@ -18,6 +18,11 @@
 //! [`MAX_PEERS`] peers (the least recently announced is forgotten first), at
 //! most [`MAX_ADDRS`] addresses each, one version warning per peer.
 //!
+//! mdns-sd skips, without a word, every send whose interface it cannot
+//! choose (`IP_MULTICAST_IF`); qemu-user does not emulate that option, so
+//! [`Discovery::start`] probes it and warns that this speaker will only be
+//! found through `peers` or by speakers it hears (docs/deploy.md).
+//!
 //! Threads: mdns-sd runs its own daemon thread; a small pump thread drains
 //! its events at once (mdns-sd silently ends a subscription whose channel
 //! fills up) into the peer table, whose pending changes coalesce per peer
@@ -225,6 +230,9 @@ impl Discovery {
     pub fn start(config: &DiscoveryConfig) -> Result<Self, DiscoveryError> {
         let interfaces = if_addrs::get_if_addrs().map_err(DiscoveryError::Interfaces)?;
         let usable = usable_interfaces(&config.interfaces, config.ipv6, &interfaces)?;
+        if let Some(warning) = multicast_send_warning(&usable, &interfaces) {
+            tracing::warn!("{warning}");
+        }
         let instance = config.instance_name();
         let properties = [
             (TXT_ID, config.id.to_string()),
@@ -484,6 +492,42 @@ fn usable_interfaces(
         );
     }
     Ok(usable)
+}
+
+/// Whether this system lets a socket choose the interface its multicast
+/// leaves by (`IP_MULTICAST_IF`). mdns-sd sets it before every query and
+/// announcement and, when that fails, skips the send without a word; under
+/// qemu-user (up to at least 7.2) the option is not emulated, so a speaker
+/// there announces nothing and asks nothing, and only hears announcements
+/// that others send on their own (at their start).
+fn probe_multicast_if(addr: std::net::Ipv4Addr) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_multicast_if_v4(&addr)
+}
+
+/// A warning for a person when no IPv4 address of the `usable` interfaces
+/// can be chosen for multicast sends (see [`probe_multicast_if`]); `None`
+/// when one can, or when none has an IPv4 address to try.
+fn multicast_send_warning(usable: &[String], interfaces: &[if_addrs::Interface]) -> Option<String> {
+    let mut failure = None;
+    for i in interfaces.iter().filter(|i| usable.contains(&i.name)) {
+        let IpAddr::V4(addr) = i.ip() else { continue };
+        match probe_multicast_if(addr) {
+            Ok(()) => return None,
+            Err(e) => failure = Some((i.name.clone(), e)),
+        }
+    }
+    let (name, e) = failure?;
+    Some(format!(
+        "mDNS cannot send on this system: choosing {name} for multicast failed ({e}; \
+         qemu-user, for one, does not emulate IP_MULTICAST_IF). This speaker neither announces \
+         itself nor asks for others; it finds only speakers that announce themselves \
+         while it runs, speakers listed in `peers`, and speakers that contact it"
+    ))
 }
 
 /// One resolved announcement, reduced to what the table needs; built from
@@ -937,6 +981,27 @@ mod tests {
             },
             is_p2p: false,
         }
+    }
+
+    #[test]
+    fn a_multicast_interface_that_cannot_be_chosen_is_reported() {
+        // Loopback's address can be chosen on any Linux host.
+        let lo = [iface("lo", "127.0.0.1", true)];
+        assert_eq!(multicast_send_warning(&["lo".into()], &lo), None);
+        // An address this machine does not have is refused as qemu-user
+        // refuses every one (there ENOPROTOOPT, here EADDRNOTAVAIL).
+        let far = [iface("eth9", "192.0.2.77", true)];
+        let warning = multicast_send_warning(&["eth9".into()], &far).expect("refused");
+        assert!(warning.contains("eth9"), "{warning}");
+        assert!(warning.contains("`peers`"), "{warning}");
+        // One interface that works is enough; IPv6-only has nothing to try.
+        let both = [far[0].clone(), iface("lo", "127.0.0.1", true)];
+        assert_eq!(
+            multicast_send_warning(&["eth9".into(), "lo".into()], &both),
+            None
+        );
+        let v6 = [iface("eth9", "fe80::1", true)];
+        assert_eq!(multicast_send_warning(&["eth9".into()], &v6), None);
     }
 
     #[test]

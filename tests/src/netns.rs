@@ -574,6 +574,14 @@ pub fn require_command_or_skip(test_name: &str, program: &str, probe_arg: &str) 
     }
 }
 
+/// Like [`require_root_or_skip`] for any other prerequisite: `true` when
+/// `ok`; otherwise, with `CI=true`, a panic naming `reason`, and elsewhere
+/// a loud skip notice and `false`.
+#[must_use]
+pub fn require_or_skip(test_name: &str, ok: bool, reason: &str) -> bool {
+    ok || skip_or_fail(test_name, reason)
+}
+
 fn skip_or_fail(test_name: &str, reason: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test_name}: cannot run in CI: {reason}; CI must provide it");

@@ -51,6 +51,9 @@ pub struct Room {
     children: Vec<Option<Child>>,
     extra_args: Vec<Vec<String>>,
     media_dirs: Vec<Option<PathBuf>>,
+    /// Per host, a program that runs the node instead of `bin` (an
+    /// emulator) and the arguments it takes before the node's own.
+    launchers: Vec<Option<(PathBuf, Vec<String>)>>,
     log_level: String,
 }
 
@@ -82,6 +85,7 @@ impl Room {
             children: (0..n).map(|_| None).collect(),
             extra_args: vec![Vec::new(); n],
             media_dirs: vec![None; n],
+            launchers: vec![None; n],
             log_level: "info,autoharmonize_node=debug".into(),
         }
     }
@@ -136,6 +140,17 @@ impl Room {
         self.media_dirs[i] = Some(dir.to_path_buf());
     }
 
+    /// From its next start, host `i` runs `program` with `args` followed
+    /// by the node's own arguments, instead of the room's binary: how a
+    /// test runs a node built for another architecture under an emulator
+    /// (`qemu-aarch64-static /path/to/arm64/autoharmonize-node`).
+    pub fn set_launcher(&mut self, i: usize, program: &Path, args: &[&str]) {
+        self.launchers[i] = Some((
+            program.to_path_buf(),
+            args.iter().map(|s| (*s).to_string()).collect(),
+        ));
+    }
+
     /// The `--log-level` of nodes started from now on (default
     /// `info,autoharmonize_node=debug`; a long run may want less).
     pub fn set_log_level(&mut self, level: &str) {
@@ -151,7 +166,14 @@ impl Room {
     /// Starts (or restarts) the node on host `i`, appending to its log.
     pub fn start(&mut self, i: usize) {
         let state = self.dir.path().join(format!("state{i}"));
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.launchers[i] {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         // A test may give another secret (a stranger's) in its extra args.
         if !self.extra_args[i].iter().any(|a| a == "--secret-file") {
             cmd.arg("--secret-file").arg(self.secret_path(false));

@@ -1,6 +1,7 @@
 //! The two audio threads and the lock-free ring between them.
 //!
-//! `ah-audio-dec` (ordinary priority) reads an [`AudioSource`], maps its
+//! `ah-audio-dec` (SCHED_FIFO ten below the output thread where permitted,
+//! see `DecoderLoop`) reads an [`AudioSource`], maps its
 //! channels to the sink's and pushes interleaved `f32` frames into a
 //! `ringbuf` SPSC ring, staying up to the ring's capacity ahead of the
 //! playhead. `ah-audio-out` (SCHED_FIFO where permitted) pops one period at
