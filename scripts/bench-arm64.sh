@@ -58,28 +58,7 @@ ARM64=$work/arm64/usr/bin/autoharmonize-node
 # The material of bench-audio.sh: detuned partials, an envelope per beat,
 # some noise, so FLAC works about as hard as on a real stem.
 total=$((PAUSED_SECONDS + SECONDS_TO_MEASURE + 30))
-python3 - "$work/stem.wav" "$total" <<'EOF'
-import math, random, struct, sys, wave
-path, secs = sys.argv[1], int(sys.argv[2])
-rate = 48000
-random.seed(7)
-w = wave.open(path, "wb"); w.setnchannels(2); w.setsampwidth(2); w.setframerate(rate)
-notes = [110.0, 164.8, 220.0, 277.2, 329.6]
-chunk = []
-for n in range(secs * rate):
-    t = n / rate
-    beat = (t * 2.0) % 1.0
-    env = math.exp(-4.0 * beat)
-    f = notes[int(t * 2.0) % len(notes)]
-    s = env * (0.4 * math.sin(2 * math.pi * f * t) + 0.2 * math.sin(2 * math.pi * 2.01 * f * t))
-    s += 0.05 * (random.random() - 0.5)
-    l = int(max(-1.0, min(1.0, s)) * 30000)
-    r = int(max(-1.0, min(1.0, 0.9 * s)) * 30000)
-    chunk.append(struct.pack("<hh", l, r))
-    if len(chunk) == 48000:
-        w.writeframes(b"".join(chunk)); chunk = []
-w.writeframes(b"".join(chunk)); w.close()
-EOF
+python3 scripts/bench-stem.py "$work/stem.wav" "$total"
 mkdir -p "$work/media/bench"
 flac -s -5 -o "$work/media/bench/music.flac" "$work/stem.wav"
 head -c 32 /dev/urandom | base64 >"$work/secret"; chmod 600 "$work/secret"
