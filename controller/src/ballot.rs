@@ -271,7 +271,8 @@ mod tests {
                     } else {
                         "pending".into()
                     },
-                    ..OwnVoteStatus::default()
+                    event: volume(1).into(),
+                    apply_at: None,
                 })
                 .collect(),
             ..NodeStatus::default()

@@ -38,7 +38,7 @@ use crate::room_state::Saver;
 use crate::send_queue;
 use crate::status::{
     ChannelStatus, Command, DecisionStatus, EnvelopeCounters, LoadedTrackStatus, NodeStatus,
-    OwnVoteStatus, ViewMember,
+    OwnVoteStatus, ViewMember, VoteStatus,
 };
 
 /// Most member addresses remembered; the oldest entry goes first.
@@ -520,7 +520,7 @@ impl Mesh {
                         }
                         self.own_votes.push_back(OwnVoteStatus {
                             seq: *seq,
-                            event: format!("{event:?}"),
+                            event: event.into(),
                             state: "pending".into(),
                             apply_at: None,
                         });
@@ -657,7 +657,11 @@ impl Mesh {
                         votes: a
                             .effective
                             .iter()
-                            .map(|v| format!("{}:{}:{:?}", v.member, v.seq, v.event))
+                            .map(|v| VoteStatus {
+                                member: v.member.to_string(),
+                                seq: v.seq,
+                                event: v.event.into(),
+                            })
                             .collect(),
                         changes: a.entry.changes.iter().map(describe_change).collect(),
                         digest: format!("{:016x}", a.digest),

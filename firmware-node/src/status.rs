@@ -127,17 +127,128 @@ pub struct ViewMember {
 }
 
 /// One of this node's own votes and what became of it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct OwnVoteStatus {
     /// Its sequence number (as `POST /cast` returned it).
     pub seq: u32,
-    /// The event.
-    pub event: String,
+    /// The event (its fields inline, as `POST /cast` takes them).
+    #[serde(flatten)]
+    pub event: EventStatus,
     /// `pending`, `decided` or `dropped` (never decided: no quorum, or
     /// the node moved to another room).
     pub state: String,
     /// Mesh instant (ns) at which the decision carrying it takes effect.
     pub apply_at: Option<u64>,
+}
+
+/// A vote's event as the status shows it: fields, not debug text, in the
+/// shape `POST /cast` takes (`{"event": "seek", "channel": 1, "to": …}`),
+/// plus the load's track as 32 hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Play a channel.
+    Play {
+        /// `"all"` or a channel number.
+        channel: ChannelName,
+    },
+    /// Pause a channel.
+    Pause {
+        /// `"all"` or a channel number.
+        channel: ChannelName,
+    },
+    /// Seek a channel.
+    Seek {
+        /// `"all"` or a channel number.
+        channel: ChannelName,
+        /// Target, in 48 kHz frames.
+        to: u64,
+    },
+    /// Set a channel's volume.
+    Volume {
+        /// `"all"` or a channel number.
+        channel: ChannelName,
+        /// Percent.
+        gain: u8,
+    },
+    /// Load a track.
+    Load {
+        /// Track id (32 hex digits).
+        track: String,
+        /// Its channel count.
+        channels: u8,
+        /// Its length in 48 kHz frames.
+        length: u64,
+    },
+}
+
+/// A channel as JSON: the string `"all"` or the channel's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ChannelName {
+    /// Every channel (serialized as `"all"`).
+    All(AllTag),
+    /// One channel, by number.
+    Stem(u8),
+}
+
+/// The literal `"all"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllTag {
+    /// `"all"`.
+    All,
+}
+
+impl From<Channel> for ChannelName {
+    fn from(c: Channel) -> ChannelName {
+        match c {
+            Channel::All => ChannelName::All(AllTag::All),
+            Channel::Stem(i) => ChannelName::Stem(i),
+        }
+    }
+}
+
+impl From<Event> for EventStatus {
+    fn from(e: Event) -> EventStatus {
+        match e {
+            Event::Play { channel } => EventStatus::Play {
+                channel: channel.into(),
+            },
+            Event::Pause { channel } => EventStatus::Pause {
+                channel: channel.into(),
+            },
+            Event::Seek { channel, to } => EventStatus::Seek {
+                channel: channel.into(),
+                to: to.0,
+            },
+            Event::Volume { channel, gain } => EventStatus::Volume {
+                channel: channel.into(),
+                gain: gain.0,
+            },
+            Event::Load {
+                track,
+                channels,
+                length,
+            } => EventStatus::Load {
+                track: track.0.iter().map(|b| format!("{b:02x}")).collect(),
+                channels,
+                length: length.0,
+            },
+        }
+    }
+}
+
+/// A decided vote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VoteStatus {
+    /// The member that cast it (16 hex digits).
+    pub member: String,
+    /// Its sequence number.
+    pub seq: u32,
+    /// What it asked for.
+    #[serde(flatten)]
+    pub event: EventStatus,
 }
 
 /// One channel's agreed state.
@@ -164,8 +275,8 @@ pub struct DecisionStatus {
     pub term: u64,
     /// Mesh time it takes effect (ns).
     pub apply_at: u64,
-    /// Votes that took effect, as `member:seq:event`.
-    pub votes: Vec<String>,
+    /// Votes that took effect.
+    pub votes: Vec<VoteStatus>,
     /// Membership changes.
     pub changes: Vec<String>,
     /// Digest after it (hex).
@@ -335,6 +446,42 @@ async fn cast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn votes_are_fields_in_the_shape_cast_takes() {
+        let v = VoteStatus {
+            member: "00000000000000aa".into(),
+            seq: 3,
+            event: Event::Seek {
+                channel: Channel::Stem(1),
+                to: Frames(480_000),
+            }
+            .into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&v).expect("serializes"),
+            r#"{"member":"00000000000000aa","seq":3,"event":"seek","channel":1,"to":480000}"#
+        );
+        let all: EventStatus = Event::Volume {
+            channel: Channel::All,
+            gain: Gain(40),
+        }
+        .into();
+        assert_eq!(
+            serde_json::to_string(&all).expect("serializes"),
+            r#"{"event":"volume","channel":"all","gain":40}"#
+        );
+        // What the status shows, `POST /cast` takes back.
+        let text = serde_json::to_string(&all).expect("serializes");
+        let back: CastRequest = serde_json::from_str(&text).expect("a cast request");
+        assert_eq!(
+            back.event().ok(),
+            Some(Event::Volume {
+                channel: Channel::All,
+                gain: Gain(40)
+            })
+        );
+    }
 
     fn req(json: &str) -> CastRequest {
         serde_json::from_str(json).expect("valid JSON")

@@ -97,7 +97,7 @@ fn decision(room: &Room, i: usize, needle: &str) -> Option<(u64, u64, String)> {
         d["votes"]
             .as_array()?
             .iter()
-            .any(|v| v.as_str().is_some_and(|v| v.contains(needle)))
+            .any(|v| v["event"] == needle)
             .then(|| {
                 (
                     d["round"].as_u64().unwrap_or(0),
@@ -204,13 +204,13 @@ fn arm64_node_joins_follows_and_plays_under_qemu() {
     assert_eq!(status["audio"]["stems"][0], STEMS[ARM], "{status}");
 
     // Follows decisions cast on x86 nodes, in the same round as they do.
-    cast_and_follow(&room, 0, r#"{"event":"play","channel":"all"}"#, "Play");
+    cast_and_follow(&room, 0, r#"{"event":"play","channel":"all"}"#, "play");
     assert!(channels(&room, ARM, |c| c["playing"] == true));
     cast_and_follow(
         &room,
         1,
         r#"{"event":"seek","channel":"all","to":1440000}"#,
-        "Seek",
+        "seek",
     );
     let anchors: Vec<(u64, u64)> = (0..3)
         .map(|i| {
@@ -230,14 +230,14 @@ fn arm64_node_joins_follows_and_plays_under_qemu() {
         &room,
         ARM,
         r#"{"event":"volume","channel":"all","gain":60}"#,
-        "Volume",
+        "volume",
     );
     for i in 0..3 {
         assert!(channels(&room, i, |c| c["gain"] == 60), "host {i} gain");
     }
     // Let it play for a few seconds, then pause.
     std::thread::sleep(Duration::from_secs(4));
-    cast_and_follow(&room, 0, r#"{"event":"pause","channel":"all"}"#, "Pause");
+    cast_and_follow(&room, 0, r#"{"event":"pause","channel":"all"}"#, "pause");
     assert!(channels(&room, ARM, |c| c["playing"] == false));
     std::thread::sleep(Duration::from_secs(3));
     let before_stop = room.status(ARM).expect("arm64 status");

@@ -69,7 +69,11 @@ fn merged_speaker_reports_only_its_new_rooms_decisions() {
         .as_array()
         .expect("decisions")
         .iter()
-        .filter(|d| d["votes"].to_string().contains("Gain(21)"))
+        .filter(|d| {
+            d["votes"]
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(|v| v["event"] == "volume" && v["gain"] == 21))
+        })
         .collect();
     assert!(
         stale.is_empty(),
