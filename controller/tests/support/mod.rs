@@ -67,21 +67,38 @@ pub fn node_bin() -> PathBuf {
         .clone()
 }
 
-/// A free port on loopback (UDP and TCP checked separately by the caller's
-/// use; the race with other processes is small and only costs a retry).
+/// A loopback port free for both UDP and TCP, never handed out twice by
+/// this process. A node binds its mesh port for UDP and its chunk exchange
+/// on the same number for TCP, and status ports are TCP: checking one
+/// protocol only let a mesh port collide with a status port chosen a
+/// moment before ("binding the chunk exchange …: Address already in use").
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
+    free_port_pair()
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback (also free for UDP; see [`free_udp_port`]).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free TCP port")
-        .port()
+    free_port_pair()
+}
+
+fn free_port_pair() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1_000 {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(port)
+        {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }
 
 /// `GET path` on loopback `port`; the body if the answer is 200.
